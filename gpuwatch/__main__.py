@@ -1,0 +1,5 @@
+"""Entry point for `python -m gpuwatch`."""
+
+from gpuwatch.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Telemetry sources: nvml (real GPUs), sim (simulated physics) and replay (recordings)."""
