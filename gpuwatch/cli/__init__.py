@@ -1,1 +1,21 @@
-"""Command-line interface."""
+"""Command-line interface: the `gpuwatch` command group."""
+
+from __future__ import annotations
+
+import click
+
+from gpuwatch import __version__
+from gpuwatch.cli.options import configure_logging
+from gpuwatch.cli.record import record
+from gpuwatch.cli.status import status
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gpuwatch")
+def main() -> None:
+    """gpuwatch: NVIDIA GPU telemetry and a thermal backpressure signal for admission control."""
+    configure_logging()
+
+
+main.add_command(status)
+main.add_command(record)

@@ -1,0 +1,62 @@
+"""Options shared by the commands, each also read from a GPUWATCH_* environment variable."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import click
+
+from gpuwatch.clock import Clock
+from gpuwatch.sources.base import Source, SourceError
+from gpuwatch.sources.spec import SPEC_HELP, open_source
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# Exit status for errors, as DESIGN §3 fixes for `check` and `admit`; click's usage errors use it too.
+EXIT_ERROR = 2
+
+
+def source_option(function: F) -> F:
+    """--source / GPUWATCH_SOURCE."""
+    return click.option(
+        "--source",
+        "source_spec",
+        envvar="GPUWATCH_SOURCE",
+        default="nvml",
+        show_default=True,
+        help=f"Where readings come from: {SPEC_HELP}.",
+    )(function)
+
+
+def interval_option(function: F) -> F:
+    """--interval / GPUWATCH_INTERVAL."""
+    return click.option(
+        "--interval",
+        "interval_s",
+        envvar="GPUWATCH_INTERVAL",
+        type=click.FloatRange(min=0.01),
+        default=1.0,
+        show_default=True,
+        help="Seconds between samples.",
+    )(function)
+
+
+def open_source_or_exit(spec: str, clock: Clock) -> Source:
+    """Open the source, or print why not and exit with status 2."""
+    try:
+        return open_source(spec, clock)
+    except SourceError as exc:
+        fail(str(exc))
+
+
+def fail(sentence: str) -> NoReturn:
+    """Print one error sentence to stderr and exit with status 2."""
+    click.echo(f"gpuwatch: {sentence}", err=True)
+    raise click.exceptions.Exit(EXIT_ERROR)
+
+
+def configure_logging() -> None:
+    """Warnings and errors to stderr as logfmt-like lines; stdout stays for results."""
+    logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s logger=%(name)s msg=%(message)r")
