@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from gpuwatch import __version__
-from gpuwatch.cli.options import configure_logging
 from gpuwatch.cli.record import record
 from gpuwatch.cli.status import status
 
@@ -14,7 +13,6 @@ from gpuwatch.cli.status import status
 @click.version_option(__version__, prog_name="gpuwatch")
 def main() -> None:
     """gpuwatch: NVIDIA GPU telemetry and a thermal backpressure signal for admission control."""
-    configure_logging()
 
 
 main.add_command(status)

@@ -57,6 +57,10 @@ def fail(sentence: str) -> NoReturn:
     raise click.exceptions.Exit(EXIT_ERROR)
 
 
-def configure_logging() -> None:
-    """Warnings and errors to stderr as logfmt-like lines; stdout stays for results."""
-    logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s logger=%(name)s msg=%(message)r")
+def configure_logging(level: int = logging.WARNING) -> None:
+    """Log lines at `level` and above to stderr, logfmt-like; stdout stays for results.
+
+    One-shot commands pass ERROR: the command's own one-sentence report says what went wrong,
+    and the source's retry warnings would only repeat it.
+    """
+    logging.basicConfig(level=level, format="level=%(levelname)s logger=%(name)s msg=%(message)r", force=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 
@@ -15,8 +16,8 @@ from gpuwatch.codec import snapshot_to_dict
 from gpuwatch.model import Snapshot
 from gpuwatch.sampler import Sampler
 
-# How long `status` waits for the source before reporting it as not answering, in seconds.
-READ_TIMEOUT_S = 10.0
+# How long `status` waits for the source by default before reporting it as not answering, in s.
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def _source_down(snapshot: Snapshot) -> bool:
@@ -47,15 +48,25 @@ def _emit(snapshot: Snapshot, *, as_json: bool, now_monotonic: float) -> None:
 @click.option(
     "--count", type=click.IntRange(min=1), default=None, help="With --watch: stop after N refreshes."
 )
-def status(source_spec: str, *, as_json: bool, watch_s: float | None, count: int | None) -> None:
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0.01),
+    default=DEFAULT_TIMEOUT_S,
+    show_default=True,
+    help="Seconds to wait for the source (a hung driver) before reporting it as not answering.",
+)
+def status(
+    source_spec: str, *, as_json: bool, watch_s: float | None, count: int | None, timeout_s: float
+) -> None:
     """Show every GPU: temperatures, thermal margin, power, utilization, memory, clocks.
 
     Exits 2 with one sentence when the source gives no data (e.g. no NVIDIA driver).
     """
-    configure_logging()
+    configure_logging(logging.ERROR)
     clock = SystemClock()
     source = open_source_or_exit(source_spec, clock)
-    sampler = Sampler(source, interval_s=watch_s or 1.0, read_timeout_s=READ_TIMEOUT_S, clock=clock)
+    sampler = Sampler(source, interval_s=watch_s or 1.0, read_timeout_s=timeout_s, clock=clock)
     try:
         shown = 0
         while True:

@@ -1,0 +1,207 @@
+"""SKU profiles of the simulated GPUs (H100 SXM, H200 SXM, A100 SXM) as frozen data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from gpuwatch.model import ThermalLimits, ThermalScale
+
+# Captures cited below live in tests/data/nvidia-smi-q/; "file:line" points at the value.
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+
+
+@dataclass(frozen=True, slots=True)
+class ThermalModel:
+    """Parameters of the first-order RC model of one GPU with healthy cooling.
+
+    The die follows `C dT/dt = P - (T - T_inlet)/R` with `tau = R*C`. HBM follows its own
+    first-order lag towards `T_inlet + memory_offset_c + memory_resistance_c_per_w * P`: the
+    offset stands for the memory's own heat, which the board power barely moves.
+    """
+
+    resistance_c_per_w: float  # R, °C per W of board power
+    time_constant_s: float  # tau = R*C, seconds
+    memory_offset_c: float  # HBM above inlet at zero board power, °C
+    memory_resistance_c_per_w: float  # HBM rise per W of board power, °C/W
+    memory_time_constant_s: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What one job (an image generation, an inference batch) adds to a GPU; modelling assumptions."""
+
+    power_w: float  # board power one job adds at full clocks, W
+    utilization: float  # SM utilization one job adds, ratio 0-1 (sums cap at 1)
+    memory_utilization: float  # memory-bandwidth utilization one job adds, ratio 0-1
+    memory_bytes: int  # framebuffer one job holds
+
+
+@dataclass(frozen=True, slots=True)
+class SkuProfile:
+    """One GPU model: identity and limits as the driver reports them, and its simulated physics.
+
+    `shutdown_c`, `slowdown_c`, `max_operating_c` and `memory_max_operating_c` are on the
+    scale `thermal_scale` names, exactly as the driver states them (T.Limit offsets on Hopper,
+    absolute °C on A100). `max_operating_temperature_c` and `memory_max_temperature_c` are the
+    absolute temperatures the physics needs on both scales.
+    """
+
+    sku: str  # short name used in specs: "H100"
+    name: str  # product name as the driver reports it
+    thermal_scale: ThermalScale
+    shutdown_c: float
+    slowdown_c: float
+    max_operating_c: float
+    memory_max_operating_c: float
+    max_operating_temperature_c: float  # absolute, °C
+    memory_max_temperature_c: float  # absolute, °C
+    power_idle_w: float
+    power_default_limit_w: float
+    power_min_limit_w: float
+    power_max_limit_w: float
+    sm_clock_idle_mhz: float
+    sm_clock_max_mhz: float
+    memory_clock_max_mhz: float
+    memory_total_bytes: int
+    thermal: ThermalModel
+    job: Workload
+
+    def _absolute(self, reported_c: float) -> float:
+        """A threshold as an absolute temperature; T.Limit offsets count down from max operating."""
+        if self.thermal_scale is ThermalScale.TLIMIT:
+            return self.max_operating_temperature_c - reported_c
+        return reported_c
+
+    @property
+    def slowdown_temperature_c(self) -> float:
+        """Absolute temperature at which HW thermal slowdown engages, °C."""
+        return self._absolute(self.slowdown_c)
+
+    @property
+    def shutdown_temperature_c(self) -> float:
+        """Absolute temperature at which the GPU shuts down, °C."""
+        return self._absolute(self.shutdown_c)
+
+    def thermal_limits(self) -> ThermalLimits:
+        """The limits in the scale the real driver uses for this SKU."""
+        return ThermalLimits(
+            scale=self.thermal_scale,
+            shutdown_c=self.shutdown_c,
+            slowdown_c=self.slowdown_c,
+            max_operating_c=self.max_operating_c,
+            memory_max_operating_c=self.memory_max_operating_c,
+        )
+
+
+# Modelling assumption for all SKUs: the design priors (R ≈ 0.05 °C/W, tau ≈ 20 s). With them a
+# 700 W H100 at a 25 °C inlet settles at 60 °C, near the 59-65 °C of the ~630 W capture
+# (H100-80GB-HBM3_driver590_idle-and-load_capture.txt:2009, dmon at :2164-2168) still rising.
+_AIR_COOLED_SXM = ThermalModel(
+    resistance_c_per_w=0.05,
+    time_constant_s=20.0,
+    # HBM fit to the idle captures (H100SXMx8:172/178/405, 30 °C die, 36 °C HBM at 83 W;
+    # driver590 capture :1663/:1669/:1672, 41/48 °C at 70 W): +9.5 °C and 0.016 °C/W, which
+    # predicts the 55-59 °C HBM of the load capture (:2015, dmon). The 40 s lag is an assumption.
+    memory_offset_c=9.5,
+    memory_resistance_c_per_w=0.016,
+    memory_time_constant_s=40.0,
+)
+
+# Modelling assumption: a diffusion image or an inference batch draws ~200 W and a third of the
+# SMs on Hopper, so three or four jobs reach the 700 W cap (gpu-burn at 100 % draws ~630 W,
+# driver590 capture :2018), 4 % memory bandwidth (11 % there at full load, :1951) and 15 GiB
+# each, like the 15690 MiB gpu_burn process there (:2094).
+_HOPPER_JOB = Workload(power_w=200.0, utilization=0.35, memory_utilization=0.04, memory_bytes=15 * _GIB)
+
+H100_SXM = SkuProfile(
+    sku="H100",
+    name="NVIDIA H100 80GB HBM3",  # H100SXMx8_nvidia-smi-a.txt:9
+    thermal_scale=ThermalScale.TLIMIT,
+    shutdown_c=-8.0,  # H100SXMx8:174
+    slowdown_c=-2.0,  # H100SXMx8:175
+    max_operating_c=0.0,  # H100SXMx8:176
+    memory_max_operating_c=0.0,  # H100SXMx8:179
+    # 30 °C (H100SXMx8:172) + 57 margin (:173), as 7 of its 8 GPUs and the driver590 capture
+    # (41 + 46, :1663-1664); GPU 6 implies 83 (:1516-1517), its T.Limit following another sensor.
+    max_operating_temperature_c=87.0,
+    memory_max_temperature_c=95.0,  # assumption: HBM3 limit, as A100's HBM2e (A100SXMx4:172)
+    power_idle_w=85.0,  # H100SXMx8:405, :629, :853 (idle 83-86 W)
+    power_default_limit_w=700.0,  # H100SXMx8:184
+    power_min_limit_w=200.0,  # H100SXMx8:185
+    power_max_limit_w=700.0,  # H100SXMx8:186
+    sm_clock_idle_mhz=345.0,  # H100SXMx8:198
+    sm_clock_max_mhz=1980.0,  # H100SXMx8:211
+    memory_clock_max_mhz=2619.0,  # H100SXMx8:212
+    memory_total_bytes=81559 * _MIB,  # H100SXMx8:105
+    thermal=_AIR_COOLED_SXM,
+    job=_HOPPER_JOB,
+)
+
+H200_SXM = SkuProfile(
+    sku="H200",
+    name="NVIDIA H200",  # H200_nvidia-smi-a.txt:9
+    thermal_scale=ThermalScale.TLIMIT,
+    shutdown_c=-8.0,  # H200:167
+    slowdown_c=-2.0,  # H200:168
+    max_operating_c=0.0,  # H200:169
+    memory_max_operating_c=0.0,  # H200:172
+    max_operating_temperature_c=87.0,  # 28 °C (H200:165) + 59 margin (H200:166)
+    memory_max_temperature_c=95.0,  # assumption, as for H100
+    power_idle_w=75.0,  # H200:174 (74.58 W)
+    power_default_limit_w=700.0,  # H200:177
+    power_min_limit_w=200.0,  # H200:178
+    power_max_limit_w=700.0,  # H200:179
+    sm_clock_idle_mhz=345.0,  # H200:191
+    sm_clock_max_mhz=1980.0,  # H200:204
+    memory_clock_max_mhz=3201.0,  # H200:205
+    memory_total_bytes=143771 * _MIB,  # H200:98
+    # HBM3e read 25 °C beside a 28 °C die at 75 W (H200:165/171): no offset over inlet.
+    thermal=ThermalModel(
+        resistance_c_per_w=0.05,
+        time_constant_s=20.0,
+        memory_offset_c=0.0,
+        memory_resistance_c_per_w=0.016,
+        memory_time_constant_s=40.0,
+    ),
+    job=_HOPPER_JOB,
+)
+
+A100_SXM = SkuProfile(
+    sku="A100",
+    name="NVIDIA A100-SXM4-80GB",  # A100SXMx4_nvidia-smi-a.txt:9
+    thermal_scale=ThermalScale.ABSOLUTE,
+    shutdown_c=92.0,  # A100SXMx4:167
+    slowdown_c=89.0,  # A100SXMx4:168
+    max_operating_c=85.0,  # A100SXMx4:169
+    memory_max_operating_c=95.0,  # A100SXMx4:172
+    max_operating_temperature_c=85.0,  # A100SXMx4:169
+    memory_max_temperature_c=95.0,  # A100SXMx4:172
+    power_idle_w=60.0,  # A100SXMx4:174, :391, :608 (58.8-62.2 W)
+    power_default_limit_w=500.0,  # A100SXMx4:177
+    power_min_limit_w=100.0,  # A100SXMx4:178
+    power_max_limit_w=500.0,  # A100SXMx4:179
+    sm_clock_idle_mhz=210.0,  # A100SXMx4:191
+    sm_clock_max_mhz=1410.0,  # A100SXMx4:204
+    memory_clock_max_mhz=1593.0,  # A100SXMx4:205
+    memory_total_bytes=81920 * _MIB,  # A100SXMx4:98
+    # HBM2e idles ~21 °C above the inlet the die implies (A100SXMx4:165/171, :382/388).
+    thermal=ThermalModel(
+        resistance_c_per_w=0.05,
+        time_constant_s=20.0,
+        memory_offset_c=20.0,
+        memory_resistance_c_per_w=0.016,
+        memory_time_constant_s=40.0,
+    ),
+    # Modelling assumption: an Ampere job draws ~150 W and 40 % of the SMs.
+    job=Workload(power_w=150.0, utilization=0.4, memory_utilization=0.05, memory_bytes=15 * _GIB),
+)
+
+PROFILES: Mapping[str, SkuProfile] = MappingProxyType({p.sku: p for p in (H100_SXM, H200_SXM, A100_SXM)})
+
+
+def find_profile(sku: str) -> SkuProfile | None:
+    """The profile for a short SKU name, any case ("h100", "H100"), or None if unknown."""
+    return PROFILES.get(sku.strip().upper())

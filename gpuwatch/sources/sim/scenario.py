@@ -1,0 +1,297 @@
+"""Simulation scenarios: which GPUs, what load, and timed events, read from a TOML file.
+
+A scenario describes one simulated node. Every key is optional except `gpus`:
+
+    seed = 7                 # random load and uuids; default: the seed the caller passes
+    inlet_c = 25.0           # air temperature at every GPU's inlet, °C (-10 to 60; default 25)
+
+    [[gpus]]                 # one table per group of identical GPUs, in index order
+    sku = "H100"             # H100, H200 or A100, any case
+    count = 8                # 1 to 64 (default 1); at most 64 GPUs in all
+
+    [load]                   # background load on every GPU; without this table, a seeded
+    jobs = 1                 #   demo load. `jobs`: jobs held on each GPU (0-64)
+    arrival_per_s = 0.02     # random job arrivals per GPU per second (Poisson, 0-100)
+    mean_job_s = 60.0        # mean job duration, s (exponential, 0.1-86400; default 45)
+
+    [[events]]               # timed changes, in seconds after the source opens
+    at_s = 120               # required (0 or more)
+    gpus = [3]               # GPU indexes it applies to; default all
+    cooling_factor = 3.0     # R (°C/W) multiplied by this: 1 healthy, ~2-3 a failed fan (0.1-20)
+    # and/or: inlet_c, jobs, arrival_per_s, mean_job_s as in [load] (at least one per event)
+
+Unknown keys are errors, so a typo never passes silently. Every error is a `ScenarioError` naming
+the file, the line, the key (`events[1].cooling_factor`, indexes from 0) and the bad value;
+tomllib reports no lines for values it accepted, so the line is found by looking for the key.
+See scenarios/cooling-fault.toml for a commented example.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.sim.profiles import PROFILES, find_profile
+
+MAX_GPUS = 64
+DEFAULT_INLET_C = 25.0
+DEFAULT_MEAN_JOB_S = 45.0
+
+_KeyPath = tuple[str | int, ...]
+_LOAD_KEYS = ("jobs", "arrival_per_s", "mean_job_s")
+_EVENT_KEYS = ("at_s", "gpus", "inlet_c", "cooling_factor", *_LOAD_KEYS)
+_RANGES: dict[str, tuple[float, float]] = {
+    "inlet_c": (-10.0, 60.0),
+    "cooling_factor": (0.1, 20.0),
+    "arrival_per_s": (0.0, 100.0),
+    "mean_job_s": (0.1, 86_400.0),
+    "at_s": (0.0, 1e7),
+    "jobs": (0, 64),
+    "count": (1, MAX_GPUS),
+    "seed": (0, 2**63 - 1),
+}
+
+
+class ScenarioError(SourceError):
+    """A scenario file cannot be used; the message names file, line, key and value."""
+
+    def __init__(self, message: str, *, key: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSettings:
+    """A change to the load of a GPU; None leaves that part as it was."""
+
+    jobs: int | None = None  # jobs held steadily
+    arrival_per_s: float | None = None  # random arrivals per second
+    mean_job_s: float | None = None  # mean duration of a random job, s
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioEvent:
+    """Something that happens `at_s` seconds after the source opens, to some GPUs or all."""
+
+    at_s: float
+    gpus: tuple[int, ...] | None = None  # None = every GPU
+    inlet_c: float | None = None
+    cooling_factor: float | None = None
+    load: LoadSettings = LoadSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A simulated node: one SKU name per GPU index, its environment, load and events."""
+
+    skus: tuple[str, ...]
+    seed: int | None = None  # None: the caller's seed
+    inlet_c: float = DEFAULT_INLET_C
+    load: LoadSettings | None = None  # None: the seeded demo load
+    events: tuple[ScenarioEvent, ...] = ()  # sorted by time
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file: {exc}") from exc
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """Check scenario TOML text; `source` names it in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"at line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
+        where = source if line is None else f"{source}:{line}"
+        raise ScenarioError(f"{where}: not valid TOML: {exc}", line=line) from exc
+    return _Checker(text, source).scenario(data)
+
+
+def _key_name(path: _KeyPath) -> str:
+    """A key path as people write it: `events[1].cooling_factor`."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _show(value: object) -> str:
+    """A value as TOML would spell it, where JSON agrees (strings quoted, true/false)."""
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+def locate(text: str, path: _KeyPath) -> int | None:
+    """The 1-based line where `path` is written, else the line of its table, else None."""
+    lines = text.splitlines()
+    start, end, found = 0, len(lines), None
+    for position, part in enumerate(path):
+        if isinstance(part, int):
+            continue
+        is_array = position + 1 < len(path) and isinstance(path[position + 1], int)
+        if position + 1 < len(path):
+            header = _find_header(lines, part, path[position + 1] if is_array else None)
+            if header is not None:
+                start, found = header + 1, header + 1
+                end = next((i for i in range(start, len(lines)) if _HEADER.match(lines[i])), len(lines))
+                continue
+        assignment = re.compile(rf'^\s*"?{re.escape(part)}"?\s*[=.]')  # `key =` or dotted `key.sub =`
+        line = next((i for i in range(start, end) if assignment.match(lines[i])), None)
+        if line is None and position == len(path) - 1:
+            # A whole table: point at its header, `[part]` or the first `[[part]]`.
+            tables = (_find_header(lines, part, None), _find_header(lines, part, 0))
+            line = next((i for i in tables if i is not None), None)
+        return found if line is None else line + 1
+    return found
+
+
+_HEADER = re.compile(r"^\s*\[")
+
+
+def _find_header(lines: list[str], name: str, index: str | int | None) -> int | None:
+    """The 0-based line of `[name]`, or of the `index`-th `[[name]]` when an index is given."""
+    if index is None:
+        pattern = re.compile(rf"^\s*\[\s*{re.escape(name)}\s*\]")
+        return next((i for i, line in enumerate(lines) if pattern.match(line)), None)
+    pattern = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
+    headers = [i for i, line in enumerate(lines) if pattern.match(line)]
+    return headers[int(index)] if int(index) < len(headers) else None
+
+
+class _Checker:
+    """Turns parsed TOML into a Scenario, raising ScenarioError at the first bad key."""
+
+    def __init__(self, text: str, source: str) -> None:
+        self._text = text
+        self._source = source
+
+    def fail(self, path: _KeyPath, problem: str, value: object = None) -> ScenarioError:
+        """An error naming file, line, key and (when given) the value."""
+        line = locate(self._text, path)
+        got = "" if value is None else f" (got {_show(value)})"
+        key = _key_name(path)
+        where = self._source if line is None else f"{self._source}:{line}"
+        return ScenarioError(f"{where}: {key}: {problem}{got}", key=key, line=line)
+
+    def table(self, value: object, path: _KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """`value` as a table with no keys but `allowed`."""
+        if not isinstance(value, dict):
+            raise self.fail(path, "must be a table", value)
+        for key in value:
+            if key not in allowed:
+                raise self.fail((*path, key), f"unknown key; expected one of {', '.join(allowed)}")
+        return value
+
+    def number(self, table: dict[str, Any], path: _KeyPath, key: str) -> float | None:
+        """A finite number within the key's range, or None when absent."""
+        value = table.get(key)
+        if value is None:
+            return None
+        low, high = _RANGES[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not low <= value <= high:
+            raise self.fail((*path, key), f"must be a number from {low:g} to {high:g}", value)
+        return float(value)
+
+    def integer(self, table: dict[str, Any], path: _KeyPath, key: str) -> int | None:
+        """A whole number within the key's range, or None when absent."""
+        value = table.get(key)
+        if value is None:
+            return None
+        low, high = _RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail((*path, key), f"must be a whole number from {low:g} to {high:g}", value)
+        return value
+
+    def scenario(self, data: dict[str, Any]) -> Scenario:
+        """The whole document."""
+        self.table(data, (), ("seed", "inlet_c", "gpus", "load", "events"))
+        skus = self.gpus(data.get("gpus"))
+        events = [
+            self.event(raw, ("events", i), len(skus)) for i, raw in enumerate(self.array(data, "events"))
+        ]
+        inlet_c = self.number(data, (), "inlet_c")
+        return Scenario(
+            skus=skus,
+            seed=self.integer(data, (), "seed"),
+            inlet_c=DEFAULT_INLET_C if inlet_c is None else inlet_c,
+            load=self.load(data["load"], ("load",), _LOAD_KEYS) if "load" in data else None,
+            events=tuple(sorted(events, key=lambda event: event.at_s)),
+        )
+
+    def array(self, data: dict[str, Any], key: str) -> list[Any]:
+        """An array of tables, empty when absent."""
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            raise self.fail((key,), f"must be an array of tables ([[{key}]])", value)
+        return value
+
+    def gpus(self, value: object) -> tuple[str, ...]:
+        """One SKU name per GPU index, from the [[gpus]] groups."""
+        if value is None:
+            raise self.fail(("gpus",), 'missing: add a [[gpus]] table with sku = "H100" and a count')
+        skus: list[str] = []
+        for i, raw in enumerate(self.array({"gpus": value}, "gpus")):
+            group = self.table(raw, ("gpus", i), ("sku", "count"))
+            name = group.get("sku")
+            profile = find_profile(name) if isinstance(name, str) else None
+            if profile is None:
+                valid = ", ".join(sorted(PROFILES))
+                raise self.fail(("gpus", i, "sku"), f"must be one of {valid}", name)
+            count = self.integer(group, ("gpus", i), "count")
+            skus.extend([profile.sku] * (1 if count is None else count))
+        if not skus:
+            raise self.fail(("gpus",), "must list at least one GPU group", value)
+        if len(skus) > MAX_GPUS:
+            raise self.fail(("gpus",), f"{len(skus)} GPUs in all; at most {MAX_GPUS}")
+        return tuple(skus)
+
+    def load(self, value: object, path: _KeyPath, allowed: tuple[str, ...]) -> LoadSettings:
+        """The load keys of a [load] table or an event."""
+        table = self.table(value, path, allowed)
+        return LoadSettings(
+            jobs=self.integer(table, path, "jobs"),
+            arrival_per_s=self.number(table, path, "arrival_per_s"),
+            mean_job_s=self.number(table, path, "mean_job_s"),
+        )
+
+    def event(self, value: object, path: _KeyPath, gpu_count: int) -> ScenarioEvent:
+        """One [[events]] table."""
+        table = self.table(value, path, _EVENT_KEYS)
+        at_s = self.number(table, path, "at_s")
+        if at_s is None:
+            raise self.fail(path, "missing at_s (seconds after the start)")
+        if not any(key in table for key in _EVENT_KEYS if key not in {"at_s", "gpus"}):
+            raise self.fail(path, "changes nothing: add inlet_c, cooling_factor, jobs or arrival_per_s")
+        return ScenarioEvent(
+            at_s=at_s,
+            gpus=self.indexes(table, path, gpu_count),
+            inlet_c=self.number(table, path, "inlet_c"),
+            cooling_factor=self.number(table, path, "cooling_factor"),
+            load=self.load(table, path, _EVENT_KEYS),
+        )
+
+    def indexes(self, table: dict[str, Any], path: _KeyPath, gpu_count: int) -> tuple[int, ...] | None:
+        """The `gpus` list of an event: distinct GPU indexes, or None for all."""
+        value = table.get("gpus")
+        if value is None:
+            return None
+        ok = isinstance(value, list) and bool(value) and len(set(map(repr, value))) == len(value)
+        if not ok or not all(type(i) is int and 0 <= i < gpu_count for i in value):
+            problem = f"must be a non-empty list of distinct GPU indexes from 0 to {gpu_count - 1}"
+            raise self.fail((*path, "gpus"), problem, value)
+        return tuple(value)
