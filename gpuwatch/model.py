@@ -67,6 +67,8 @@ class RecoveryAction(enum.IntEnum):
     RECOVER_IMEX_DOMAIN = 5
     BUS_RESET = 6
     SYSTEM_REBOOT = 7
+    # A code newer than this gpuwatch knows: not NONE, so the GPU is treated as needing recovery.
+    UNKNOWN = -1
 
 
 class ThermalScale(enum.StrEnum):

@@ -19,7 +19,7 @@ from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuwatch.model import ClockEventReason, GpuHealth, ThermalLimits, ThermalScale
+from gpuwatch.model import ClockEventReason, GpuHealth, RecoveryAction, ThermalLimits, ThermalScale
 from gpuwatch.sources.nvml.reader import margins
 
 UINT32_MAX = 4_294_967_295
@@ -284,9 +284,12 @@ class TestImplausibleValues:
         assert reading.dropped["margin_c"] == 1
         assert gpu.memory_margin_c == 52
 
-    def test_unknown_recovery_action_code_is_dropped(self, fake_nvml, make_source):
-        fake_nvml.install([H100_SXM])
+    def test_unknown_recovery_action_code_fails_safe(self, fake_nvml, make_source):
+        fake_nvml.install([H100_SXM, H100_SXM])
         fake_nvml.set_field(0, FIELD_RECOVERY_ACTION, 42)
         reading = make_source().read()
-        assert reading.gpus[0].reading.recovery_action is None
-        assert dict(reading.dropped) == {"recovery_action": 1}
+        assert reading.gpus[0].reading.recovery_action is RecoveryAction.UNKNOWN
+        assert reading.gpus[0].health is GpuHealth.RESET_REQUIRED
+        assert "newer than gpuwatch knows" in reading.gpus[0].error
+        assert reading.gpus[1].health is GpuHealth.OK
+        assert dict(reading.dropped) == {}

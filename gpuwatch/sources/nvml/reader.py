@@ -116,13 +116,13 @@ def margins(
 
 
 def recovery_action(raw: float | None) -> RecoveryAction | None:
-    """Field 230 as a RecoveryAction; None if absent or a code this gpuwatch does not know."""
+    """Field 230 as a RecoveryAction; None if absent, UNKNOWN for a code newer than gpuwatch."""
     if raw is None:
         return None
     try:
         return RecoveryAction(int(raw))
     except ValueError:
-        return None
+        return RecoveryAction.UNKNOWN
 
 
 class GpuReader:
@@ -274,7 +274,6 @@ class GpuReader:
         taken_at, monotonic = self._clock.time(), self._clock.monotonic()
         try:
             fields = self._fields()
-            raw_action = fields.get(binding.FIELD_RECOVERY_ACTION)
             reading = GpuReading(
                 taken_at=taken_at,
                 monotonic=monotonic,
@@ -285,13 +284,10 @@ class GpuReader:
                 ecc_corrected_volatile=_integer(fields.get(binding.FIELD_ECC_CORRECTED_VOLATILE)),
                 ecc_uncorrected_volatile=_integer(fields.get(binding.FIELD_ECC_UNCORRECTED_VOLATILE)),
                 pcie_replay_count=_integer(fields.get(binding.FIELD_PCIE_REPLAY_COUNTER)),
-                recovery_action=recovery_action(raw_action),
+                recovery_action=recovery_action(fields.get(binding.FIELD_RECOVERY_ACTION)),
             )
         finally:
             errors.update(self._errors)
         if self._answered == 0 and self._failed:
             raise NvmlError(self._errors.most_common(1)[0][0], "every call")
-        reading, dropped = screen(reading)
-        if raw_action is not None and reading.recovery_action is None:
-            dropped = (*dropped, "recovery_action")  # a code newer than this gpuwatch knows
-        return reading, dropped
+        return screen(reading)

@@ -158,9 +158,12 @@ class _Session:
         action = reading.recovery_action
         if action is None or action is RecoveryAction.NONE:
             return GpuSample(gpu.identity, reading, GpuHealth.OK, None, xid_errors, last_xid)
-        sentence = (
-            f"GPU {gpu.identity.index} ({gpu.identity.uuid}) asks for recovery action {action.name.lower()}."
+        wanted = (
+            "a recovery action newer than gpuwatch knows"
+            if action is RecoveryAction.UNKNOWN
+            else (f"recovery action {action.name.lower()}")
         )
+        sentence = f"GPU {gpu.identity.index} ({gpu.identity.uuid}) asks for {wanted}."
         return GpuSample(gpu.identity, reading, GpuHealth.RESET_REQUIRED, sentence, xid_errors, last_xid)
 
     def stop_events(self) -> None:
