@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -82,17 +83,7 @@ def latch(profile: SkuProfile, state: GpuState) -> GpuState:
     engaged = state.temperature_c >= threshold or (
         state.hw_slowdown and state.temperature_c > threshold - HW_SLOWDOWN_RELEASE_C
     )
-    if engaged == state.hw_slowdown:
-        return state
-    return GpuState(
-        temperature_c=state.temperature_c,
-        memory_temperature_c=state.memory_temperature_c,
-        energy_j=state.energy_j,
-        hw_slowdown=engaged,
-        sw_power_cap_s=state.sw_power_cap_s,
-        sw_thermal_slowdown_s=state.sw_thermal_slowdown_s,
-        hw_thermal_slowdown_s=state.hw_thermal_slowdown_s,
-    )
+    return state if engaged == state.hw_slowdown else dataclasses.replace(state, hw_slowdown=engaged)
 
 
 def operating_point(profile: SkuProfile, state: GpuState, conditions: Conditions) -> OperatingPoint:
