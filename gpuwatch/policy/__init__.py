@@ -1,0 +1,1 @@
+"""Thermal policy: states, prediction, pressure and admission, as pure functions of history."""

@@ -1,0 +1,88 @@
+"""What the policy decides: thermal states, priority classes, per-GPU and per-node decisions."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ThermalState(enum.StrEnum):
+    """A GPU's (or the node's) thermal state, DESIGN §2; `severity` orders them for worst-of."""
+
+    OK = "ok"
+    ELEVATED = "elevated"
+    HOT = "hot"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+    FAILED = "failed"
+
+    @property
+    def severity(self) -> int:
+        """0 (OK) to 5 (FAILED); UNKNOWN ranks between CRITICAL and FAILED for worst-of."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {
+    ThermalState.OK: 0,
+    ThermalState.ELEVATED: 1,
+    ThermalState.HOT: 2,
+    ThermalState.CRITICAL: 3,
+    ThermalState.UNKNOWN: 4,
+    ThermalState.FAILED: 5,
+}
+
+
+class PriorityClass(enum.StrEnum):
+    """Who is asking: `critical` (paid, interactive), `default`, `sheddable` (free tier, batch)."""
+
+    CRITICAL = "critical"
+    DEFAULT = "default"
+    SHEDDABLE = "sheddable"
+
+
+@dataclass(frozen=True, slots=True)
+class GpuDecision:
+    """The policy's verdict on one GPU at one sample, with the figures it rests on.
+
+    `reasons` are machine-readable codes (e.g. "margin_below_hot", "sw_thermal_slowdown",
+    "stale_sample"); `sentence` says the same for people. `admits` is the set of classes this
+    GPU takes new work for right now. Predictions are None until the GPU has enough history.
+    """
+
+    index: int
+    uuid: str
+    name: str
+    state: ThermalState
+    pressure: float  # 0 = cool, 1 = at the limit
+    admits: frozenset[PriorityClass]
+    reasons: tuple[str, ...]
+    sentence: str
+    margin_c: float | None = None
+    memory_margin_c: float | None = None
+    predicted_margin_c: float | None = None  # after the horizon, if one more job starts now
+    time_to_slowdown_s: float | None = None  # None: not heading there
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    sustainable_power_w: float | None = None  # highest steady power that stays above the margin
+    clock_event_reasons: tuple[str, ...] = ()  # active clock-event reasons, in words
+    retry_after_s: float | None = None  # predicted seconds until it admits again; None if it does
+    state_since: float | None = None  # monotonic time the current state was entered
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDecision:
+    """The node's verdict: worst-of (or k-of-n) over its GPUs, plus every GPU's own."""
+
+    state: ThermalState
+    pressure: float
+    reasons: tuple[str, ...]
+    sentence: str
+    gpus: tuple[GpuDecision, ...]
+    sequence: int  # the snapshot it was made from
+    taken_at: float  # wall clock of that snapshot, Unix seconds
+    decided_at: float  # monotonic time of the decision
+    sample_age_s: float | None  # None: never sampled successfully
+
+    def admitting(self, priority: PriorityClass) -> tuple[GpuDecision, ...]:
+        """GPUs that take new work of `priority`, coolest (lowest pressure) first."""
+        return tuple(sorted((g for g in self.gpus if priority in g.admits), key=lambda g: g.pressure))
