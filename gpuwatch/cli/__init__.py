@@ -5,7 +5,10 @@ from __future__ import annotations
 import click
 
 from gpuwatch import __version__
+from gpuwatch.cli.admit import admit
+from gpuwatch.cli.check import check
 from gpuwatch.cli.record import record
+from gpuwatch.cli.serve import serve
 from gpuwatch.cli.status import status
 
 
@@ -17,3 +20,6 @@ def main() -> None:
 
 main.add_command(status)
 main.add_command(record)
+main.add_command(admit)
+main.add_command(check)
+main.add_command(serve)

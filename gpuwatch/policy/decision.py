@@ -40,6 +40,41 @@ class PriorityClass(enum.StrEnum):
     SHEDDABLE = "sheddable"
 
 
+ALL_CLASSES = frozenset(PriorityClass)
+_ADMITS = {
+    ThermalState.OK: ALL_CLASSES,
+    ThermalState.ELEVATED: frozenset({PriorityClass.CRITICAL, PriorityClass.DEFAULT}),
+    ThermalState.HOT: frozenset({PriorityClass.CRITICAL}),
+    ThermalState.CRITICAL: frozenset[PriorityClass](),
+    ThermalState.UNKNOWN: frozenset({PriorityClass.CRITICAL}),
+    ThermalState.FAILED: frozenset[PriorityClass](),
+}
+
+
+def admitted_classes(state: ThermalState, *, fail_open: bool = False) -> frozenset[PriorityClass]:
+    """Classes a GPU (or node) in `state` takes new work for; UNKNOWN is HOT unless `fail_open`."""
+    if state is ThermalState.UNKNOWN and fail_open:
+        return ALL_CLASSES
+    return _ADMITS[state]
+
+
+RetryAfters = tuple[tuple[PriorityClass, float], ...]
+
+
+def retry_after_in(retry_afters: RetryAfters, priority: PriorityClass) -> float | None:
+    """The entry for `priority` in a (class, seconds) tuple, or None."""
+    return next((seconds for cls, seconds in retry_afters if cls is priority), None)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAfterBounds:
+    """How Retry-After is bounded and spread: clamped to [min_s, max_s], jittered by ±jitter_ratio."""
+
+    min_s: float = 1.0
+    max_s: float = 120.0
+    jitter_ratio: float = 0.2
+
+
 @dataclass(frozen=True, slots=True)
 class GpuDecision:
     """The policy's verdict on one GPU at one sample, with the figures it rests on.
@@ -67,6 +102,14 @@ class GpuDecision:
     clock_event_reasons: tuple[str, ...] = ()  # active clock-event reasons, in words
     retry_after_s: float | None = None  # predicted seconds until it admits again; None if it does
     state_since: float | None = None  # monotonic time the current state was entered
+    sampled_at: float | None = None  # monotonic time of the reading it rests on; None: none
+    # Predicted seconds until it admits each class it now refuses, un-jittered and clamped.
+    retry_after_by_class: RetryAfters = ()
+    prediction_basis: str = "none"  # "model" (fitted RC model), "slope" (recent trend) or "none"
+
+    def retry_after_for(self, priority: PriorityClass) -> float | None:
+        """Predicted seconds until this GPU admits `priority`; None when it does (or no estimate)."""
+        return retry_after_in(self.retry_after_by_class, priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +125,25 @@ class NodeDecision:
     taken_at: float  # wall clock of that snapshot, Unix seconds
     decided_at: float  # monotonic time of the decision
     sample_age_s: float | None  # None: never sampled successfully
+    fail_open: bool = False  # the policy's setting: an UNKNOWN node admits everything
+    # Predicted seconds until the node admits each class it now refuses, un-jittered and clamped.
+    retry_after_by_class: RetryAfters = ()
+    retry_bounds: RetryAfterBounds = RetryAfterBounds()
+
+    @property
+    def admits(self) -> frozenset[PriorityClass]:
+        """Classes the node as a whole takes new work for (its state's, DESIGN §2)."""
+        return admitted_classes(self.state, fail_open=self.fail_open)
+
+    def retry_after_for(self, priority: PriorityClass) -> float | None:
+        """Predicted seconds until the node admits `priority`; None when it does (or no estimate)."""
+        return retry_after_in(self.retry_after_by_class, priority)
+
+    def sample_age_at(self, now_monotonic: float) -> float | None:
+        """Age of the sample at `now_monotonic`, s; None if there never was one."""
+        if self.sample_age_s is None:
+            return None
+        return self.sample_age_s + max(0.0, now_monotonic - self.decided_at)
 
     def admitting(self, priority: PriorityClass) -> tuple[GpuDecision, ...]:
         """GPUs that take new work of `priority`, coolest (lowest pressure) first."""

@@ -21,16 +21,14 @@ A scenario describes one simulated node. Every key is optional except `gpus`:
     # and/or: inlet_c, jobs, arrival_per_s, mean_job_s as in [load] (at least one per event)
 
 Unknown keys are errors, so a typo never passes silently. Every error is a `ScenarioError` naming
-the file, the line, the key (`events[1].cooling_factor`, indexes from 0) and the bad value;
-tomllib reports no lines for values it accepted, so the line is found by looking for the key.
+the file, the line, the key (`events[1].cooling_factor`, indexes from 0) and the bad value
+(lines found by gpuwatch.tomlkeys).
 See scenarios/cooling-fault.toml for a commented example.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +36,12 @@ from typing import Any
 
 from gpuwatch.sources.base import SourceError
 from gpuwatch.sources.sim.profiles import PROFILES, find_profile
+from gpuwatch.tomlkeys import KeyPath, decode_error_line, key_name, locate, show_value
 
 MAX_GPUS = 64
 DEFAULT_INLET_C = 25.0
 DEFAULT_MEAN_JOB_S = 45.0
 
-_KeyPath = tuple[str | int, ...]
 _LOAD_KEYS = ("jobs", "arrival_per_s", "mean_job_s")
 _EVENT_KEYS = ("at_s", "gpus", "inlet_c", "cooling_factor", *_LOAD_KEYS)
 _RANGES: dict[str, tuple[float, float]] = {
@@ -112,64 +110,10 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))
-        line = int(found.group(1)) if found else None
+        line = decode_error_line(exc)
         where = source if line is None else f"{source}:{line}"
         raise ScenarioError(f"{where}: not valid TOML: {exc}", line=line) from exc
     return _Checker(text, source).scenario(data)
-
-
-def _key_name(path: _KeyPath) -> str:
-    """A key path as people write it: `events[1].cooling_factor`."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _show(value: object) -> str:
-    """A value as TOML would spell it, where JSON agrees (strings quoted, true/false)."""
-    try:
-        return json.dumps(value)
-    except TypeError:
-        return repr(value)
-
-
-def locate(text: str, path: _KeyPath) -> int | None:
-    """The 1-based line where `path` is written, else the line of its table, else None."""
-    lines = text.splitlines()
-    start, end, found = 0, len(lines), None
-    for position, part in enumerate(path):
-        if isinstance(part, int):
-            continue
-        is_array = position + 1 < len(path) and isinstance(path[position + 1], int)
-        if position + 1 < len(path):
-            header = _find_header(lines, part, path[position + 1] if is_array else None)
-            if header is not None:
-                start, found = header + 1, header + 1
-                end = next((i for i in range(start, len(lines)) if _HEADER.match(lines[i])), len(lines))
-                continue
-        assignment = re.compile(rf'^\s*"?{re.escape(part)}"?\s*[=.]')  # `key =` or dotted `key.sub =`
-        line = next((i for i in range(start, end) if assignment.match(lines[i])), None)
-        if line is None and position == len(path) - 1:
-            # A whole table: point at its header, `[part]` or the first `[[part]]`.
-            tables = (_find_header(lines, part, None), _find_header(lines, part, 0))
-            line = next((i for i in tables if i is not None), None)
-        return found if line is None else line + 1
-    return found
-
-
-_HEADER = re.compile(r"^\s*\[")
-
-
-def _find_header(lines: list[str], name: str, index: str | int | None) -> int | None:
-    """The 0-based line of `[name]`, or of the `index`-th `[[name]]` when an index is given."""
-    if index is None:
-        pattern = re.compile(rf"^\s*\[\s*{re.escape(name)}\s*\]")
-        return next((i for i, line in enumerate(lines) if pattern.match(line)), None)
-    pattern = re.compile(rf"^\s*\[\[\s*{re.escape(name)}\s*\]\]")
-    headers = [i for i, line in enumerate(lines) if pattern.match(line)]
-    return headers[int(index)] if int(index) < len(headers) else None
 
 
 class _Checker:
@@ -179,15 +123,15 @@ class _Checker:
         self._text = text
         self._source = source
 
-    def fail(self, path: _KeyPath, problem: str, value: object = None) -> ScenarioError:
+    def fail(self, path: KeyPath, problem: str, value: object = None) -> ScenarioError:
         """An error naming file, line, key and (when given) the value."""
         line = locate(self._text, path)
-        got = "" if value is None else f" (got {_show(value)})"
-        key = _key_name(path)
+        got = "" if value is None else f" (got {show_value(value)})"
+        key = key_name(path)
         where = self._source if line is None else f"{self._source}:{line}"
         return ScenarioError(f"{where}: {key}: {problem}{got}", key=key, line=line)
 
-    def table(self, value: object, path: _KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
         """`value` as a table with no keys but `allowed`."""
         if not isinstance(value, dict):
             raise self.fail(path, "must be a table", value)
@@ -196,7 +140,7 @@ class _Checker:
                 raise self.fail((*path, key), f"unknown key; expected one of {', '.join(allowed)}")
         return value
 
-    def number(self, table: dict[str, Any], path: _KeyPath, key: str) -> float | None:
+    def number(self, table: dict[str, Any], path: KeyPath, key: str) -> float | None:
         """A finite number within the key's range, or None when absent."""
         value = table.get(key)
         if value is None:
@@ -207,7 +151,7 @@ class _Checker:
             raise self.fail((*path, key), f"must be a number from {low:g} to {high:g}", value)
         return float(value)
 
-    def integer(self, table: dict[str, Any], path: _KeyPath, key: str) -> int | None:
+    def integer(self, table: dict[str, Any], path: KeyPath, key: str) -> int | None:
         """A whole number within the key's range, or None when absent."""
         value = table.get(key)
         if value is None:
@@ -260,7 +204,7 @@ class _Checker:
             raise self.fail(("gpus",), f"{len(skus)} GPUs in all; at most {MAX_GPUS}")
         return tuple(skus)
 
-    def load(self, value: object, path: _KeyPath, allowed: tuple[str, ...]) -> LoadSettings:
+    def load(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> LoadSettings:
         """The load keys of a [load] table or an event."""
         table = self.table(value, path, allowed)
         return LoadSettings(
@@ -269,7 +213,7 @@ class _Checker:
             mean_job_s=self.number(table, path, "mean_job_s"),
         )
 
-    def event(self, value: object, path: _KeyPath, gpu_count: int) -> ScenarioEvent:
+    def event(self, value: object, path: KeyPath, gpu_count: int) -> ScenarioEvent:
         """One [[events]] table."""
         table = self.table(value, path, _EVENT_KEYS)
         at_s = self.number(table, path, "at_s")
@@ -285,7 +229,7 @@ class _Checker:
             load=self.load(table, path, _EVENT_KEYS),
         )
 
-    def indexes(self, table: dict[str, Any], path: _KeyPath, gpu_count: int) -> tuple[int, ...] | None:
+    def indexes(self, table: dict[str, Any], path: KeyPath, gpu_count: int) -> tuple[int, ...] | None:
         """The `gpus` list of an event: distinct GPU indexes, or None for all."""
         value = table.get("gpus")
         if value is None:

@@ -1,0 +1,91 @@
+"""`gpuwatch check`: one status line and exit 0/1/2, the node-problem-detector custom-plugin contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from gpuwatch.cli.admit import connect, timeout_option, url_option
+from gpuwatch.cli.options import configure_logging
+from gpuwatch.client import GpuwatchError
+from gpuwatch.policy.decision import ThermalState
+
+# node-problem-detector's custom-plugin exit statuses: condition false, true, unknown.
+EXIT_OK = 0
+EXIT_PROBLEM = 1
+EXIT_UNKNOWN = 2
+# node-problem-detector keeps at most this many characters of a plugin's output by default.
+MAX_LINE_CHARS = 80
+
+# ELEVATED is a busy node shedding only sheddable work: normal under load, so it is no problem
+# for node-problem-detector (a node condition would flap with every traffic peak).
+_PROBLEM_STATES = frozenset(
+    {ThermalState.HOT, ThermalState.CRITICAL, ThermalState.FAILED, ThermalState.UNKNOWN}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """An exit status and the one line that explains it."""
+
+    status: int
+    line: str
+
+
+def judge(document: Mapping[str, Any]) -> Verdict:
+    """The verdict on a `/v1/state` document; a document that is not one is UNKNOWN."""
+    try:
+        node = ThermalState(document["state"])
+        gpus = [(int(gpu["index"]), ThermalState(gpu["state"])) for gpu in document["gpus"]]
+        reasons = [str(reason) for reason in document.get("reasons") or ()]
+        pressure = float(document["pressure"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return Verdict(EXIT_UNKNOWN, f"UNKNOWN: gpuwatch's state answer is not readable ({exc!r})")
+    failed = [index for index, state in gpus if state is ThermalState.FAILED]
+    if node not in _PROBLEM_STATES and not failed:
+        return Verdict(EXIT_OK, f"OK: node {node}, {len(gpus)} GPUs, pressure {pressure:.2f}")
+    if node is ThermalState.UNKNOWN:
+        age = document.get("sample_age_s")
+        since = "never sampled" if age is None else f"last sample {float(age):.1f} s old"
+        return Verdict(EXIT_PROBLEM, f"STALE: no fresh GPU sample ({since})")
+    label = ThermalState.FAILED if failed else node
+    worst = [(index, state) for index, state in gpus if state in _PROBLEM_STATES]
+    return Verdict(EXIT_PROBLEM, f"{label.upper()}: {_listing(worst)}{_reasons(reasons)}")
+
+
+def _listing(gpus: Sequence[tuple[int, ThermalState]]) -> str:
+    """`GPU 3 critical, GPU 5 hot`, worst first, or `node` when no single GPU is the cause."""
+    ordered = sorted(gpus, key=lambda gpu: (-gpu[1].severity, gpu[0]))
+    return ", ".join(f"GPU {index} {state}" for index, state in ordered) or "node"
+
+
+def _reasons(reasons: Sequence[str]) -> str:
+    return f" ({', '.join(reasons)})" if reasons else ""
+
+
+def one_line(text: str) -> str:
+    """`text` on one line of at most MAX_LINE_CHARS characters, cut with `...` when longer."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_LINE_CHARS else flat[: MAX_LINE_CHARS - 3] + "..."
+
+
+@click.command()
+@url_option
+@timeout_option
+def check(url: str, timeout_s: float) -> None:
+    """Check this node for node-problem-detector (custom plugin) or any monitor.
+
+    Prints one line (at most 80 characters). Exit 0 (OK): node ok or elevated; elevated sheds only
+    sheddable work, normal for a busy node. Exit 1 (problem): node hot, critical or failed, a GPU
+    failed, or no fresh sample. Exit 2 (unknown): gpuwatch unreachable or its answer unreadable.
+    """
+    configure_logging()
+    try:
+        verdict = judge(connect(url, timeout_s).state())
+    except GpuwatchError as exc:
+        verdict = Verdict(EXIT_UNKNOWN, f"UNKNOWN: {exc}")
+    click.echo(one_line(verdict.line))
+    raise click.exceptions.Exit(verdict.status)

@@ -1,0 +1,99 @@
+"""The JSON documents the API serves: node state (/v1/state), admission answers, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuwatch.policy.admission import Admission
+from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass, RetryAfters
+
+# Version of the /v1/state and state.json layout; bumped only when a field changes meaning.
+STATE_SCHEMA_VERSION = 1
+
+JsonDict = dict[str, Any]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    """Round for people and diffs: readings are far coarser than float noise."""
+    return None if value is None else round(value, digits)
+
+
+def admitted_classes(classes: frozenset[PriorityClass]) -> list[str]:
+    """Classes in their fixed order (critical, default, sheddable), as strings."""
+    return [priority.value for priority in PriorityClass if priority in classes]
+
+
+def _retry_afters(retry_afters: RetryAfters) -> dict[str, float]:
+    """Predicted seconds (un-jittered) until each refused class is admitted again, by class."""
+    return {priority.value: round(seconds, 1) for priority, seconds in retry_afters}
+
+
+def gpu_document(gpu: GpuDecision, decided_at: float) -> JsonDict:
+    """One GPU's decision; °C with 2 decimals, W with 1, seconds with 2, pressure with 4."""
+    return {
+        "index": gpu.index,
+        "uuid": gpu.uuid,
+        "name": gpu.name,
+        "state": gpu.state.value,
+        "state_for_s": None if gpu.state_since is None else _rounded(decided_at - gpu.state_since, 2),
+        "pressure": round(gpu.pressure, 4),
+        "admits": admitted_classes(gpu.admits),
+        "reasons": list(gpu.reasons),
+        "sentence": gpu.sentence,
+        "margin_c": _rounded(gpu.margin_c, 2),
+        "memory_margin_c": _rounded(gpu.memory_margin_c, 2),
+        "predicted_margin_c": _rounded(gpu.predicted_margin_c, 2),
+        "time_to_slowdown_s": _rounded(gpu.time_to_slowdown_s, 2),
+        "power_w": _rounded(gpu.power_w, 1),
+        "power_limit_w": _rounded(gpu.power_limit_w, 1),
+        "sustainable_power_w": _rounded(gpu.sustainable_power_w, 1),
+        "clock_event_reasons": list(gpu.clock_event_reasons),
+        "retry_after_s_by_class": _retry_afters(gpu.retry_after_by_class),
+        "prediction_basis": gpu.prediction_basis,
+        "sample_age_s": None if gpu.sampled_at is None else _rounded(decided_at - gpu.sampled_at, 3),
+    }
+
+
+def state_document(decision: NodeDecision, source: str, admits: frozenset[PriorityClass]) -> JsonDict:
+    """The node's decision and every GPU's: the /v1/state body and state.json.
+
+    `admits` lists the classes /v1/admit admits now. `sample_age_s` is the age when the decision
+    was made; `taken_at` (Unix seconds) lets a reader compute the age now.
+    """
+    return {
+        "schema_version": STATE_SCHEMA_VERSION,
+        "source": source,
+        "sequence": decision.sequence,
+        "taken_at": round(decision.taken_at, 6),
+        "sample_age_s": _rounded(decision.sample_age_s, 3),
+        "state": decision.state.value,
+        "pressure": round(decision.pressure, 4),
+        "admits": admitted_classes(admits),
+        "reasons": list(decision.reasons),
+        "sentence": decision.sentence,
+        "retry_after_s_by_class": _retry_afters(decision.retry_after_by_class),
+        "gpus": [gpu_document(gpu, decision.decided_at) for gpu in decision.gpus],
+    }
+
+
+def admission_document(admission: Admission, sequence: int) -> JsonDict:
+    """An /v1/admit answer: the verdict, the GPU to use when admitted, and when to retry if not."""
+    gpu = admission.gpu
+    return {
+        "admitted": admission.admitted,
+        "class": admission.priority.value,
+        "gpu": None
+        if gpu is None or not admission.admitted
+        else {"index": gpu.index, "uuid": gpu.uuid, "name": gpu.name},
+        "state": admission.state.value,
+        "pressure": round(admission.pressure, 4),
+        "reason": admission.reason,
+        "sentence": admission.sentence,
+        "retry_after_s": admission.retry_after_s,
+        "sequence": sequence,
+    }
+
+
+def error_document(code: str, message: str) -> JsonDict:
+    """A client or routing error: a stable code for programs and a sentence for people."""
+    return {"error": code, "message": message}

@@ -1,0 +1,146 @@
+"""Routes of the signal API: which ready response answers a method, path, query and class header."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+import httptools
+
+from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.http.responses import Response, error_response, json_response
+from gpuwatch.exposure.publication import JITTER_BITS, AdmitRoute
+from gpuwatch.policy.admission import UnknownGpuError, parse_priority
+from gpuwatch.policy.decision import PriorityClass
+
+ADMIT_PATHS = {
+    b"/v1/admit": AdmitRoute.PLAIN,
+    b"/v1/admit/nginx": AdmitRoute.NGINX,
+    b"/v1/admit/envoy": AdmitRoute.ENVOY,
+}
+_T = TypeVar("_T")
+CLASS_PARAMETER = "class"
+GPU_PARAMETER = "gpu"
+# Distinct query strings and class headers remembered; the cache is emptied when it is full, so
+# a client sending endless distinct queries costs a re-parse, not memory.
+_CACHE_ENTRIES = 1024
+_ALLOWED_METHODS = (b"GET", b"HEAD")
+
+NOT_FOUND = error_response(404, "not_found", "no such route; GET / lists the routes")
+METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", "only GET and HEAD are served", [("Allow", "GET, HEAD")]
+)
+HEALTHY = json_response(200, {"alive": True})
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitQuery:
+    """What an admit query asks: a class (None: from the header or `default`) and a GPU, or an error."""
+
+    priority: PriorityClass | None = None
+    gpu: str | None = None
+    error: Response | None = None
+
+
+def parse_admit_query(query: bytes) -> AdmitQuery:
+    """`class=…&gpu=…`; other parameters are ignored, a repeated one is an error."""
+    values: dict[str, str] = {}
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in values:
+            return AdmitQuery(error=error_response(400, "repeated_parameter", f"{name} is given twice"))
+        values[name] = value
+    priority = None
+    if CLASS_PARAMETER in values:
+        try:
+            priority = parse_priority(values[CLASS_PARAMETER])
+        except ValueError as exc:
+            return AdmitQuery(error=error_response(400, "unknown_class", str(exc)))
+    return AdmitQuery(priority=priority, gpu=values.get(GPU_PARAMETER))
+
+
+def _cached(cache: dict[bytes, _T], key: bytes, make: Callable[[bytes], _T]) -> _T:
+    """`cache[key]`, made on a miss; the cache is emptied when full."""
+    found = cache.get(key)
+    if found is None:
+        if len(cache) >= _CACHE_ENTRIES:
+            cache.clear()
+        found = cache[key] = make(key)
+    return found
+
+
+def _header_priority(value: bytes) -> PriorityClass | Response:
+    try:
+        return parse_priority(value.decode("latin-1").strip())
+    except ValueError as exc:
+        return error_response(400, "unknown_class", f"X-GPUWatch-Class: {exc}")
+
+
+class Routes:
+    """The router the HTTP protocol calls; every answer is read from the board's publication."""
+
+    def __init__(self, board: Board, static: dict[bytes, Response]) -> None:
+        self._board = board
+        self._static = static
+        self._counts = board.tally.counts
+        self._queries: dict[bytes, AdmitQuery] = {}
+        self._class_headers: dict[bytes, PriorityClass | Response] = {}
+        self._pick = random.Random().getrandbits  # noqa: S311 - jitter, not security
+
+    def respond(self, method: bytes, target: bytes, class_header: bytes | None) -> Response:
+        """The response for one request."""
+        path, _, query = target.partition(b"?") if target[:1] == b"/" else _origin_form(target)
+        if method not in _ALLOWED_METHODS:
+            known = path in ADMIT_PATHS or path in self._static or path in (b"/v1/state", b"/readyz")
+            return METHOD_NOT_ALLOWED if known else NOT_FOUND
+        route = ADMIT_PATHS.get(path)
+        if route is not None:
+            return self._admit(route, query, class_header)
+        if path == b"/v1/state":
+            return self._board.current.state
+        if path == b"/readyz":
+            return self._board.current.ready
+        return self._static.get(path, NOT_FOUND)
+
+    def _admit(self, route: AdmitRoute, query: bytes, class_header: bytes | None) -> Response:
+        asked = _cached(self._queries, query, parse_admit_query)
+        if asked.error is not None:
+            return asked.error
+        priority = asked.priority
+        if priority is None:
+            if class_header is None:
+                priority = PriorityClass.DEFAULT
+            else:
+                from_header = _cached(self._class_headers, class_header, _header_priority)
+                if isinstance(from_header, Response):
+                    return from_header
+                priority = from_header
+        publication = self._board.current
+        gpu = None
+        if asked.gpu is not None:
+            gpu = publication.gpu_index(asked.gpu)
+            if gpu is None:
+                return _unknown_gpu(asked.gpu, publication.decision.gpus)
+        try:
+            answer = publication.admit_answer(route, priority, gpu)
+        except UnknownGpuError as exc:
+            return error_response(400, "unknown_gpu", str(exc))
+        self._counts[answer.tally] += 1
+        return answer.responses[self._pick(JITTER_BITS)]
+
+
+def _origin_form(target: bytes) -> tuple[bytes, bytes, bytes]:
+    """Path and query of an absolute-form target (`http://host/path?q`), as proxies send them."""
+    try:
+        url = httptools.parse_url(target)
+    except httptools.HttpParserInvalidURLError:
+        return b"", b"", b""
+    return url.path or b"/", b"?", url.query or b""
+
+
+def _unknown_gpu(text: str, gpus: tuple[object, ...]) -> Response:
+    valid = f"0 to {len(gpus) - 1}" if gpus else "none: no GPU is known yet"
+    message = f"gpu {text!r} is not a GPU index or uuid of this node (indexes: {valid})"
+    return error_response(400, "unknown_gpu", message)

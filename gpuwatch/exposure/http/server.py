@@ -1,0 +1,156 @@
+"""The exposure servers on one event loop: HTTP listeners, agent listeners and their timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from gpuwatch.exposure.agent import AgentProtocol
+from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.http.protocol import HttpProtocol
+from gpuwatch.exposure.http.responses import Response, build_response, date_line, json_bytes
+from gpuwatch.exposure.http.routes import HEALTHY, Routes
+from gpuwatch.exposure.landing import landing_page
+from gpuwatch.exposure.listen import ListenAddress, bound_addresses, listen
+from gpuwatch.exposure.openapi import openapi_document
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long connections may idle, in whole seconds (they are swept once a second)."""
+
+    keepalive_idle_s: int = 75  # no request on a keep-alive connection: closed (nginx's default)
+    request_timeout_s: int = 10  # a request still incomplete after this: dropped (slowloris)
+
+
+# How long shutdown waits for requests in flight before dropping their connections, s.
+SHUTDOWN_GRACE_S = 5.0
+
+
+def static_routes() -> dict[bytes, Response]:
+    """Responses that never change: health, landing page, OpenAPI document."""
+    return {
+        b"/healthz": HEALTHY,
+        b"/": build_response(200, "text/html; charset=utf-8", landing_page().encode()),
+        b"/openapi.json": build_response(200, "application/json", json_bytes(openapi_document())),
+    }
+
+
+class DateLine:
+    """The `Date:` header line, refreshed each second by the loop rather than per response."""
+
+    def __init__(self) -> None:
+        self.line = date_line(time.time())
+
+    async def run(self) -> None:
+        """Refresh just after each second starts, until cancelled."""
+        while True:
+            now = time.time()
+            self.line = date_line(now)
+            await asyncio.sleep(1.0 - now % 1.0 + 0.001)
+
+
+class ExposureServer:
+    """Serves the board over HTTP and the HAProxy agent protocol until `stop()`."""
+
+    def __init__(
+        self,
+        board: Board,
+        http_addresses: Sequence[ListenAddress],
+        agent_addresses: Sequence[ListenAddress],
+        *,
+        expiry_check_s: float,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self._board = board
+        self._http_addresses = http_addresses
+        self._agent_addresses = agent_addresses
+        self._expiry_check_s = expiry_check_s
+        self._limits = limits or ConnectionLimits()
+        self._date = DateLine()
+        self._routes = Routes(board, static_routes())
+        self._connections: set[HttpProtocol] = set()
+        self._servers: list[asyncio.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_bound: list[str] = []
+        self.agent_bound: list[str] = []
+
+    async def start(self) -> None:
+        """Bind every listener (OSError if one cannot be bound) and start the timers."""
+        for address in self._http_addresses:
+            server = await listen(address, self._http_connection)
+            self._servers.append(server)
+            self.http_bound.extend(bound_addresses(server))
+        for address in self._agent_addresses:
+            server = await listen(address, self._agent_connection, backlog=128)
+            self._servers.append(server)
+            self.agent_bound.extend(bound_addresses(server))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._date.run()))
+        self._every(1.0, self._sweep_idle)
+        self._every(self._expiry_check_s, self._check_expiry)
+        for bound in self.http_bound:
+            log.info("serving HTTP on %s", bound)
+        for bound in self.agent_bound:
+            log.info("serving the HAProxy agent on %s", bound)
+
+    async def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop accepting, let requests in flight finish (at most `grace_s`), close the rest."""
+        for server in self._servers:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        for connection in list(self._connections):
+            connection.close_when_idle()
+        deadline = time.monotonic() + grace_s
+        # A 10 ms poll, only while shutting down; connections leave the set from their own callbacks.
+        while self._connections and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.abort()
+        for server in self._servers:
+            await server.wait_closed()
+
+    def _http_connection(self) -> HttpProtocol:
+        return HttpProtocol(self._routes, self._date, self._connections)
+
+    def _agent_connection(self) -> AgentProtocol:
+        return AgentProtocol(self._agent_answers)
+
+    def _agent_answers(self) -> tuple[bytes, Mapping[str, bytes]]:
+        return self._board.current.agent_answers()
+
+    def _every(self, period_s: float, action: Callable[[], None]) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(_repeat(period_s, action)))
+
+    def _check_expiry(self) -> None:
+        self._board.check_expiry(time.monotonic())
+
+    def _sweep_idle(self) -> None:
+        """Close connections idle past their limit; runs once a second."""
+        for connection in list(self._connections):
+            if connection.activity != connection.swept_activity:
+                connection.swept_activity, connection.idle_sweeps = connection.activity, 0
+                continue
+            connection.idle_sweeps += 1
+            if connection.in_message and connection.idle_sweeps >= self._limits.request_timeout_s:
+                log.info(
+                    "dropping a connection whose request stalled for %d s", self._limits.request_timeout_s
+                )
+                connection.abort()
+            elif not connection.in_message and connection.idle_sweeps >= self._limits.keepalive_idle_s:
+                connection.close_when_idle()
+
+
+async def _repeat(period_s: float, action: Callable[[], None]) -> None:
+    """Run `action` every `period_s` seconds until cancelled; a failure is logged, not fatal."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            action()
+        except Exception:
+            log.exception("periodic %r failed", action)

@@ -1,0 +1,44 @@
+"""The HTML landing page at `/`: what this daemon is and a link to each route."""
+
+from __future__ import annotations
+
+import html
+
+from gpuwatch import __version__
+
+ROUTES = (
+    ("/v1/state", "Node and per-GPU thermal state, pressure, margins and predictions (JSON)."),
+    (
+        "/v1/admit?class=default",
+        "May one more job start here? 200 with the GPU to use, or 503 + Retry-After.",
+    ),
+    ("/v1/admit/nginx?class=default", "The same for nginx auth_request: denies with 403."),
+    ("/v1/admit/envoy?class=default", "The same for Envoy ext_authz: denies with 429."),
+    ("/readyz", "200 while /v1/admit admits class default (node state and some GPU allow it), else 503."),
+    ("/healthz", "200 while the daemon is alive."),
+    ("/openapi.json", "OpenAPI 3.1 description of every route."),
+)
+
+
+def landing_page() -> str:
+    """The page; static, so it is rendered once at start."""
+    items = "\n".join(
+        f'    <li><a href="{link}"><code>{link}</code></a> — {html.escape(about)}</li>'
+        for link, about in ((html.escape(path), about) for path, about in ROUTES)
+    )
+    return f"""<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>gpuwatch</title></head>
+<body>
+  <h1>gpuwatch {html.escape(__version__)}</h1>
+  <p>Thermal backpressure for this node's NVIDIA GPUs: admission controllers ask before starting
+  a job, and are held back before a GPU reaches thermal slowdown.</p>
+  <ul>
+{items}
+  </ul>
+  <p>Classes: <code>critical</code>, <code>default</code>, <code>sheddable</code> (query
+  <code>class=</code> or header <code>X-GPUWatch-Class</code>); pin a GPU with <code>gpu=INDEX</code>
+  or <code>gpu=UUID</code>.</p>
+</body>
+</html>
+"""

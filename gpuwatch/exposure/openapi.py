@@ -1,0 +1,234 @@
+"""The OpenAPI 3.1 description of the signal API, served at /openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuwatch import __version__
+from gpuwatch.policy.decision import PriorityClass, ThermalState
+
+Json = dict[str, Any]
+
+_NUMBER_OR_NULL: Json = {"type": ["number", "null"]}
+_STATES = [state.value for state in ThermalState]
+_CLASSES = [priority.value for priority in PriorityClass]
+_RETRY_AFTERS: Json = {
+    "type": "object",
+    "description": "Predicted seconds (not jittered) until each refused class is admitted again.",
+    "propertyNames": {"enum": _CLASSES},
+    "additionalProperties": {"type": "number"},
+}
+
+
+def _ref(kind: str, name: str) -> Json:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json_content(schema: str) -> Json:
+    return {"application/json": {"schema": _ref("schemas", schema)}}
+
+
+def _headers(*names: str) -> Json:
+    return {name: _ref("headers", name) for name in names}
+
+
+def _header(description: str, schema: Json) -> Json:
+    return {"description": description, "schema": schema}
+
+
+def _gpu_schema() -> Json:
+    numbers = (
+        "sample_age_s",
+        "state_for_s",
+        "margin_c",
+        "memory_margin_c",
+        "predicted_margin_c",
+        "time_to_slowdown_s",
+        "power_w",
+        "power_limit_w",
+        "sustainable_power_w",
+    )
+    properties: Json = {
+        "index": {"type": "integer"},
+        "uuid": {"type": "string"},
+        "name": {"type": "string"},
+        "state": {"type": "string", "enum": _STATES},
+        "pressure": {"type": "number", "minimum": 0, "maximum": 1},
+        "admits": {"type": "array", "items": {"type": "string", "enum": _CLASSES}},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "sentence": {"type": "string"},
+        "clock_event_reasons": {"type": "array", "items": {"type": "string"}},
+        "retry_after_s_by_class": _RETRY_AFTERS,
+        "prediction_basis": {"type": "string", "enum": ["model", "slope", "none"]},
+        **dict.fromkeys(numbers, _NUMBER_OR_NULL),
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _state_schema() -> Json:
+    properties: Json = {
+        "schema_version": {"type": "integer", "const": 1},
+        "source": {"type": "string"},
+        "sequence": {"type": "integer", "description": "The snapshot the decision was made from."},
+        "taken_at": {"type": "number", "description": "When the snapshot was taken, Unix seconds."},
+        "sample_age_s": {**_NUMBER_OR_NULL, "description": "Age of the last good sample at decision time."},
+        "state": {"type": "string", "enum": _STATES},
+        "pressure": {"type": "number", "minimum": 0, "maximum": 1},
+        "admits": {"type": "array", "items": {"type": "string", "enum": _CLASSES}},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "sentence": {"type": "string"},
+        "retry_after_s_by_class": _RETRY_AFTERS,
+        "gpus": {"type": "array", "items": _ref("schemas", "Gpu")},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _admission_schema() -> Json:
+    gpu = {
+        "type": ["object", "null"],
+        "properties": {"index": {"type": "integer"}, "uuid": {"type": "string"}, "name": {"type": "string"}},
+    }
+    properties: Json = {
+        "admitted": {"type": "boolean"},
+        "class": {"type": "string", "enum": _CLASSES},
+        "gpu": {**gpu, "description": "The GPU to start the job on; null when held back."},
+        "state": {"type": "string", "enum": _STATES},
+        "pressure": {"type": "number", "minimum": 0, "maximum": 1},
+        "reason": {"type": "string"},
+        "sentence": {"type": "string"},
+        "retry_after_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 120},
+        "sequence": {"type": "integer"},
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _components() -> Json:
+    text = {"type": "string"}
+    return {
+        "schemas": {
+            "State": _state_schema(),
+            "Gpu": _gpu_schema(),
+            "Admission": _admission_schema(),
+            "Readiness": {
+                "type": "object",
+                "required": ["ready", "state", "sentence", "sequence"],
+                "properties": {"ready": {"type": "boolean"}, "state": text, "sentence": text, "sequence": {}},
+            },
+            "Health": {"type": "object", "properties": {"alive": {"type": "boolean"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": text, "message": text},
+            },
+        },
+        "parameters": _parameters(),
+        "headers": _response_headers(),
+    }
+
+
+def _parameters() -> Json:
+    return {
+        "class": {
+            "name": "class",
+            "in": "query",
+            "description": "Priority class; overrides the X-GPUWatch-Class header. Default: default.",
+            "schema": {"type": "string", "enum": _CLASSES},
+        },
+        "gpu": {
+            "name": "gpu",
+            "in": "query",
+            "description": "Pin the answer to this GPU (index or uuid); default: the coolest admissible.",
+            "schema": {"type": "string"},
+        },
+        "classHeader": {
+            "name": "X-GPUWatch-Class",
+            "in": "header",
+            "description": "Priority class, when the query names none.",
+            "schema": {"type": "string", "enum": _CLASSES},
+        },
+    }
+
+
+def _response_headers() -> Json:
+    text = {"type": "string"}
+    return {
+        "X-GPUWatch-State": _header("Thermal state behind the answer.", {"type": "string", "enum": _STATES}),
+        "X-GPUWatch-Pressure": _header("Pressure, 0 (cool) to 1 (at the limit), 4 decimals.", text),
+        "X-GPUWatch-Reason": _header("Machine-readable reason code of the answer.", text),
+        "X-GPUWatch-GPU": _header("Index of the GPU to use; only when admitted.", {"type": "integer"}),
+        "X-GPUWatch-Sequence": _header("Sequence of the snapshot decided on.", {"type": "integer"}),
+        "Retry-After": _header("Whole seconds (1-120, jittered) until asking again.", {"type": "integer"}),
+    }
+
+
+def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
+    admit_headers = _headers(
+        "X-GPUWatch-State", "X-GPUWatch-Pressure", "X-GPUWatch-Reason", "X-GPUWatch-Sequence"
+    )
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": [
+                _ref("parameters", "class"),
+                _ref("parameters", "gpu"),
+                _ref("parameters", "classHeader"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "Admitted: start the job on the GPU named.",
+                    "headers": {**admit_headers, **_headers("X-GPUWatch-GPU")},
+                    "content": _json_content("Admission"),
+                },
+                deny_status: {
+                    "description": deny_about,
+                    "headers": {**admit_headers, **_headers("Retry-After")},
+                    "content": _json_content("Admission"),
+                },
+                "400": {"description": "Unknown class or GPU.", "content": _json_content("Error")},
+            },
+        }
+    }
+
+
+def _plain_operation(summary: str, responses: Json) -> Json:
+    return {"get": {"summary": summary, "responses": responses}}
+
+
+def openapi_document() -> Json:
+    """The whole document; every route also answers HEAD with the GET headers."""
+    held = "Held back: do not start the job; ask again after Retry-After seconds."
+    paths = {
+        "/v1/state": _plain_operation(
+            "Node and per-GPU thermal state",
+            {"200": {"description": "The latest decision.", "content": _json_content("State")}},
+        ),
+        "/v1/admit": _admit_operation("May one more job of this class start?", "503", held),
+        "/v1/admit/nginx": _admit_operation("Admit, for nginx auth_request", "403", held),
+        "/v1/admit/envoy": _admit_operation("Admit, for Envoy ext_authz", "429", held),
+        "/healthz": _plain_operation(
+            "Liveness", {"200": {"description": "The daemon is alive.", "content": _json_content("Health")}}
+        ),
+        "/readyz": _plain_operation(
+            "Readiness: /v1/admit admits class default (the node's state and some GPU allow it)",
+            {
+                "200": {"description": "Ready.", "content": _json_content("Readiness")},
+                "503": {"description": "Class default is held back.", "content": _json_content("Readiness")},
+            },
+        ),
+        "/": _plain_operation(
+            "Landing page", {"200": {"description": "HTML.", "content": {"text/html": {}}}}
+        ),
+        "/openapi.json": _plain_operation(
+            "This document", {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}}}
+        ),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gpuwatch thermal backpressure API",
+            "version": __version__,
+            "description": "Ask before starting a GPU job; be held back before GPUs reach thermal slowdown.",
+        },
+        "paths": paths,
+        "components": _components(),
+    }

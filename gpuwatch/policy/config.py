@@ -1,0 +1,198 @@
+"""Policy settings: thresholds, dwells, prediction, aggregation and Retry-After, validated."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# XIDs that take a GPU out of service (NVIDIA's XID catalogue; "reset" = the documented action):
+#   48 double-bit ECC error (reset)              61, 62 internal micro-controller halt (reset)
+#   64 ECC page retirement / row-remap failure   74 NVLink error (reset as a rule)
+#   79 fallen off the bus (reset or reboot)      95 uncontained ECC error (reset)
+#   119, 120 GSP RPC timeout / GSP error (reset) 140 unrecovered ECC error (reset)
+# Left out on purpose: 63 (row remap *recorded*: works until the next reset), 92 (high single-bit
+# rate: a warning), 94 (contained ECC error: only the faulting process dies, the GPU carries on),
+# and application XIDs (13, 31, 43, 45), which say nothing about the GPU's health.
+DEFAULT_CRITICAL_XIDS: tuple[int, ...] = (48, 61, 62, 64, 74, 79, 95, 119, 120, 140)
+
+
+class PolicyConfigError(ValueError):
+    """A policy setting is unknown or out of range; the message names the key and the value."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"policy.{key}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    """Every knob of the thermal policy (DESIGN §2), with its defaults; margins in °C, times in s.
+
+    Enter thresholds are strict (`margin < enter`), leave thresholds inclusive (`margin >= leave`),
+    except CRITICAL, entered at `margin <= critical_enter_margin_c` (0 °C: at the limit).
+    """
+
+    # ELEVATED: sheds `sheddable`.
+    elevated_enter_margin_c: float = 15.0
+    elevated_enter_predicted_margin_c: float = 10.0
+    elevated_leave_margin_c: float = 20.0
+    elevated_leave_predicted_margin_c: float = 15.0
+    elevated_dwell_s: float = 30.0
+    # HOT: admits only `critical`.
+    hot_enter_margin_c: float = 8.0
+    hot_enter_time_to_slowdown_s: float = 30.0
+    hot_leave_margin_c: float = 13.0
+    hot_dwell_s: float = 60.0
+    # CRITICAL: admits nothing.
+    critical_enter_margin_c: float = 0.0
+    critical_enter_memory_margin_c: float = 0.0
+    critical_leave_margin_c: float = 8.0
+    critical_dwell_s: float = 120.0
+    # FAILED: GPU out. A critical XID holds it out this long after the last one, because a driver
+    # without recovery-action reporting never says when the GPU is whole again.
+    critical_xids: tuple[int, ...] = DEFAULT_CRITICAL_XIDS
+    failed_xid_hold_s: float = 300.0
+    # UNKNOWN: a reading older than this many sampling intervals is stale.
+    stale_after_intervals: float = 3.0
+    fail_open: bool = False  # True: an UNKNOWN GPU admits every class instead of only `critical`
+    # Prediction.
+    horizon_s: float = 60.0
+    job_power_w: float | None = None  # None: learned from observed power steps
+    job_power_default_ratio: float = 0.25  # until a step is seen: this share of the power limit
+    tau_prior_s: float = 20.0
+    resistance_prior_c_per_w: float = 0.05
+    model_memory_s: float = 30.0  # the fit forgets old samples with this time constant
+    slope_min_samples: int = 10
+    slope_max_samples: int = 30
+    # Pressure is 0 at or above this margin and rises linearly to 1 at margin 0.
+    pressure_cool_margin_c: float = 40.0
+    # Node state: the worst state held by at least `node_k` in-service GPUs (1 = worst-of).
+    node_k: int = 1
+    # Retry-After, s: clamped to [min, max], jittered by ±ratio.
+    retry_after_min_s: float = 1.0
+    retry_after_max_s: float = 120.0
+    retry_after_jitter_ratio: float = 0.2
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> PolicyConfig:
+        """A config from plain values (a TOML table); missing keys keep their defaults.
+
+        Raises PolicyConfigError naming the first unknown key or bad value.
+        """
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        converted: dict[str, Any] = {}
+        for key, value in values.items():
+            if key not in known:
+                raise PolicyConfigError(key, _unknown_key(key, known))
+            converted[key] = _convert(key, str(known[key].type), value)
+        return cls(**converted)
+
+    def stale_after_s(self, interval_s: float) -> float:
+        """Age, s, past which a reading is stale at sampling interval `interval_s`."""
+        return self.stale_after_intervals * interval_s
+
+
+def _unknown_key(key: str, known: Mapping[str, object]) -> str:
+    """The message for an unknown key: the nearest valid name, or all of them."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"valid keys: {', '.join(sorted(known))}"
+    return f"unknown key; {hint}"
+
+
+def _convert(key: str, kind: str, value: Any) -> Any:  # noqa: ANN401 - TOML values are untyped
+    """`value` as the field's type, or PolicyConfigError naming what was expected."""
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise PolicyConfigError(key, f"must be true or false, got {value!r}")
+    if kind == "tuple[int, ...]":
+        if isinstance(value, list | tuple) and all(_is_int(item) for item in value):
+            return tuple(value)
+        raise PolicyConfigError(key, f"must be a list of whole numbers, got {value!r}")
+    if kind == "int":
+        if _is_int(value):
+            return value
+        raise PolicyConfigError(key, f"must be a whole number, got {value!r}")
+    if _is_number(value):
+        return float(value)
+    raise PolicyConfigError(key, f"must be a number, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_POSITIVE = (
+    "horizon_s",
+    "tau_prior_s",
+    "resistance_prior_c_per_w",
+    "model_memory_s",
+    "stale_after_intervals",
+    "retry_after_min_s",
+)
+_NON_NEGATIVE = ("elevated_dwell_s", "hot_dwell_s", "critical_dwell_s", "failed_xid_hold_s")
+# (key, the key it must be above): hotter states enter at lower margins, leaves sit above enters.
+_ABOVE = (
+    ("hot_enter_margin_c", "critical_enter_margin_c"),
+    ("elevated_enter_margin_c", "hot_enter_margin_c"),
+    ("critical_leave_margin_c", "critical_enter_margin_c"),
+    ("hot_leave_margin_c", "hot_enter_margin_c"),
+    ("elevated_leave_margin_c", "elevated_enter_margin_c"),
+    ("elevated_leave_predicted_margin_c", "elevated_enter_predicted_margin_c"),
+    ("pressure_cool_margin_c", "critical_enter_margin_c"),
+)
+
+
+def _validate(config: PolicyConfig) -> None:
+    """Raise PolicyConfigError for the first value out of range or out of order."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PolicyConfigError(field.name, f"must be a finite number, got {value!r}")
+    for key, ok, problem in _rules(config):
+        if not ok:
+            raise PolicyConfigError(key, f"{problem}, got {getattr(config, key)!r}")
+
+
+def _rules(c: PolicyConfig) -> list[tuple[str, bool, str]]:
+    """Every check as (key, holds, what is required)."""
+    rules = [(key, getattr(c, key) > 0, "must be > 0") for key in _POSITIVE]
+    rules += [(key, getattr(c, key) >= 0, "must be >= 0") for key in _NON_NEGATIVE]
+    rules += [_order_rule(c, key, below) for key, below in _ABOVE]
+    return [
+        *rules,
+        ("job_power_w", c.job_power_w is None or c.job_power_w > 0, "must be > 0 W, or left out to learn it"),
+        ("job_power_default_ratio", 0 < c.job_power_default_ratio <= 1, "must be in (0, 1]"),
+        (
+            "slope_min_samples",
+            c.slope_min_samples >= 10,
+            "must be >= 10: temperatures are whole degrees, so a slope from fewer samples is noise",
+        ),
+        ("slope_max_samples", c.slope_max_samples >= c.slope_min_samples, "must be >= slope_min_samples"),
+        ("node_k", c.node_k >= 1, "must be >= 1"),
+        ("retry_after_max_s", c.retry_after_max_s >= c.retry_after_min_s, "must be >= retry_after_min_s"),
+        ("retry_after_jitter_ratio", 0 <= c.retry_after_jitter_ratio < 1, "must be in [0, 1)"),
+        ("critical_xids", all(xid > 0 for xid in c.critical_xids), "must list positive XID codes"),
+    ]
+
+
+def _order_rule(c: PolicyConfig, key: str, below: str) -> tuple[str, bool, str]:
+    """`key` must be above `below`; blame whichever of the two was changed from its default."""
+    ok = getattr(c, key) > getattr(c, below)
+    if getattr(c, key) == _DEFAULTS[key] and getattr(c, below) != _DEFAULTS[below]:
+        return below, ok, f"must be below {key} ({getattr(c, key):g})"
+    return key, ok, f"must be above {below} ({getattr(c, below):g})"
+
+
+_DEFAULTS: Mapping[str, object] = {f.name: f.default for f in dataclasses.fields(PolicyConfig)}

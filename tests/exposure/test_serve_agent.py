@@ -1,0 +1,121 @@
+"""The HAProxy agent-check listener: one line per connection, for the node or a named GPU."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+from serve_helpers import TIMEOUT_S, ServerThread, agent_answer, gpu, node
+
+from gpuwatch.exposure.agent import AGENT_SEND_WAIT_S, agent_line, requested_gpu
+from gpuwatch.policy.decision import ThermalState
+
+OK, ELEVATED, HOT = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT
+CRITICAL, UNKNOWN, FAILED = ThermalState.CRITICAL, ThermalState.UNKNOWN, ThermalState.FAILED
+
+
+def _weight(line: bytes) -> int:
+    found = re.fullmatch(rb"up ready (\d+)%\n", line)
+    assert found, line
+    return int(found.group(1))
+
+
+class TestAgentLine:
+    """Which line a state and pressure give."""
+
+    def test_cool_is_fully_ready(self):
+        assert agent_line(OK, 0.0, admits_default=True) == b"up ready 100%\n"
+
+    def test_weight_falls_as_pressure_rises_but_never_to_zero(self):
+        weights = [_weight(agent_line(OK, p / 10, admits_default=True)) for p in range(11)]
+        assert weights == sorted(weights, reverse=True)
+        assert weights[0] > weights[5] > weights[-1] >= 1
+
+    @pytest.mark.parametrize("state", [HOT, CRITICAL, UNKNOWN])
+    def test_not_admitting_default_drains(self, state):
+        assert agent_line(state, 0.9, admits_default=False) == b"up drain\n"
+
+    def test_unknown_is_ready_when_the_policy_fails_open(self):
+        assert agent_line(UNKNOWN, 0.5, admits_default=True).startswith(b"up ready")
+
+    def test_failed_is_down_with_a_reason(self):
+        assert agent_line(FAILED, 1.0, admits_default=False) == b"down#gpu-failed\n"
+
+    @pytest.mark.parametrize(
+        ("sent", "expected"),
+        [
+            (b"gpu=3\n", "3"),
+            (b"3\n", "3"),
+            (b" GPU = GPU-ab \r\n", "GPU-ab"),
+            (b"\n", None),
+            (b"x=1\n", None),
+        ],
+    )
+    def test_agent_send_names_a_gpu(self, sent, expected):
+        assert requested_gpu(sent) == expected
+
+
+class TestAgentListener:
+    """The TCP listener answers from the board, never waiting on a silent client for long."""
+
+    @pytest.mark.parametrize(
+        ("gpus", "pattern"),
+        [
+            ((gpu(0, OK, pressure=0.05), gpu(1, OK, pressure=0.2)), rb"up ready (\d+)%\n"),
+            ((gpu(0, OK), gpu(1, HOT, pressure=0.9)), rb"up drain\n"),
+            ((gpu(0, CRITICAL, pressure=1.0),), rb"up drain\n"),
+            ((gpu(0, OK), gpu(1, FAILED, pressure=1.0)), rb"down#gpu-failed\n"),
+        ],
+    )
+    def test_node_line_follows_the_decision(self, gpus, pattern):
+        with ServerThread(node(*gpus)) as server:
+            line, _ = agent_answer(server.agent_port)
+        assert re.fullmatch(pattern, line), line
+
+    def test_cooler_node_gets_more_weight(self):
+        with ServerThread(node(gpu(0, pressure=0.1))) as server:
+            cool, _ = agent_answer(server.agent_port)
+            server.board.publish(node(gpu(0, ELEVATED, pressure=0.7)))
+            warm, _ = agent_answer(server.agent_port)
+        assert _weight(cool) > _weight(warm) >= 1
+
+    def test_agent_send_answers_for_that_gpu(self):
+        with ServerThread(node(gpu(0, pressure=0.1), gpu(1, HOT, pressure=0.9))) as server:
+            hot_gpu, hot_took = agent_answer(server.agent_port, b"gpu=1\n")
+            cool_gpu, _ = agent_answer(server.agent_port, b"GPU-test-0000\n")
+            unknown, _ = agent_answer(server.agent_port, b"gpu=7\n")
+        assert hot_gpu == b"up drain\n"
+        assert hot_took < AGENT_SEND_WAIT_S  # a whole line is answered without waiting out the bound
+        assert _weight(cool_gpu) >= 80
+        assert unknown == b"up drain\n"  # answered for the node, whose worst GPU is hot
+
+    def test_a_client_that_sends_nothing_is_answered_within_the_bound(self):
+        with ServerThread(node(gpu(0))) as server:
+            line, took = agent_answer(server.agent_port)
+        assert line.startswith(b"up ready")
+        assert AGENT_SEND_WAIT_S * 0.8 <= took < AGENT_SEND_WAIT_S + 0.5
+
+    def test_clients_that_never_read_do_not_hold_up_others(self):
+        with ServerThread(node(gpu(0))) as server:
+            silent = [socket.create_connection(("127.0.0.1", server.agent_port)) for _ in range(50)]
+            try:
+                started = time.monotonic()
+                line, _ = agent_answer(server.agent_port)
+                assert line.startswith(b"up ready")
+                assert time.monotonic() - started < 1.0
+            finally:
+                for sock in silent:
+                    sock.close()
+
+    def test_every_connection_is_closed_after_one_line(self):
+        with (
+            ServerThread(node(gpu(0))) as server,
+            socket.create_connection(("127.0.0.1", server.agent_port), timeout=TIMEOUT_S) as sock,
+        ):
+            sock.sendall(b"gpu=0\n")
+            received = b""
+            while chunk := sock.recv(256):
+                received += chunk
+        assert received.count(b"\n") == 1

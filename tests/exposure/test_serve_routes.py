@@ -1,0 +1,223 @@
+"""The routes of DESIGN §3: /v1/state, /v1/admit and its adapters, /readyz, /healthz, /, /openapi.json."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+from serve_helpers import ServerThread, get, gpu, node
+
+from gpuwatch.exposure.landing import ROUTES
+from gpuwatch.policy.decision import ThermalState
+
+OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
+ADMIT_PATHS = ("/v1/admit", "/v1/admit/nginx", "/v1/admit/envoy")
+DENY_STATUS = {"/v1/admit": 503, "/v1/admit/nginx": 403, "/v1/admit/envoy": 429}
+
+
+@pytest.fixture
+def cool():
+    """Three cool GPUs; GPU 1 is the coolest."""
+    with ServerThread(node(gpu(0, pressure=0.3), gpu(1, pressure=0.05), gpu(2, pressure=0.2))) as running:
+        yield running
+
+
+@pytest.fixture
+def hot():
+    with ServerThread(node(gpu(0, HOT, pressure=0.85), gpu(1, HOT, pressure=0.9))) as running:
+        yield running
+
+
+class TestState:
+    """/v1/state carries the node's and every GPU's decision."""
+
+    def test_state_document_mirrors_the_decision(self):
+        decision = node(
+            gpu(
+                0, pressure=0.25, predicted_margin_c=22.5, time_to_slowdown_s=None, sustainable_power_w=640.0
+            ),
+            gpu(1, ELEVATED, pressure=0.61, clock_event_reasons=("sw_power_cap",), memory_margin_c=30.0),
+            sequence=42,
+        )
+        with ServerThread(decision) as server:
+            answer = get(server.http_port, "/v1/state")
+        assert answer.status == 200
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-gpuwatch-sequence"] == "42"
+        state = answer.json()
+        assert state["schema_version"] == 1
+        assert (state["state"], state["pressure"], state["sequence"]) == ("elevated", 0.61, 42)
+        assert state["reasons"] == ["test_elevated"]
+        assert state["admits"] == ["critical", "default"]
+        assert state["retry_after_s_by_class"] == {"sheddable": 20.0}
+        first, second = state["gpus"]
+        assert first["predicted_margin_c"] == 22.5
+        assert first["sustainable_power_w"] == 640.0
+        assert first["time_to_slowdown_s"] is None
+        assert second["state"] == "elevated"
+        assert second["admits"] == ["critical", "default"]
+        assert second["clock_event_reasons"] == ["sw_power_cap"]
+        assert second["memory_margin_c"] == 30.0
+        assert second["uuid"] == "GPU-test-0001"
+
+    def test_a_new_decision_shows_at_once(self, cool):
+        cool.board.publish(node(gpu(0, HOT, pressure=0.9), sequence=7))
+        assert get(cool.http_port, "/v1/state").json()["state"] == "hot"
+        assert get(cool.http_port, "/v1/admit").headers["x-gpuwatch-sequence"] == "7"
+
+
+class TestAdmit:
+    """/v1/admit: 200 with the GPU to use, else a denial with a jittered Retry-After."""
+
+    def test_admits_on_the_coolest_gpu(self, cool):
+        answer = get(cool.http_port, "/v1/admit?class=default")
+        assert answer.status == 200
+        assert answer.json()["gpu"]["index"] == 1
+        assert answer.headers["x-gpuwatch-gpu"] == "1"
+        assert answer.headers["x-gpuwatch-state"] == "ok"
+        assert re.fullmatch(r"[01]\.\d{4}", answer.headers["x-gpuwatch-pressure"])
+        assert answer.headers["x-gpuwatch-reason"]
+        assert "retry-after" not in answer.headers
+
+    @pytest.mark.parametrize("pin", ["2", "GPU-test-0002", "gpu-TEST-0002"])
+    def test_gpu_parameter_pins_the_answer(self, cool, pin):
+        answer = get(cool.http_port, f"/v1/admit?gpu={pin}")
+        assert answer.status == 200
+        assert answer.json()["gpu"]["uuid"] == "GPU-test-0002"
+
+    def test_pinning_a_hot_gpu_denies_although_others_admit(self):
+        with ServerThread(node(gpu(0), gpu(1, HOT, pressure=0.9))) as server:
+            assert get(server.http_port, "/v1/admit?gpu=0").status == 200
+            denied = get(server.http_port, "/v1/admit?gpu=1")
+        assert denied.status == 503
+        assert denied.json()["gpu"] is None
+
+    @pytest.mark.parametrize("path", ADMIT_PATHS)
+    def test_denials_carry_the_route_status_and_retry_after(self, hot, path):
+        answer = get(hot.http_port, f"{path}?class=default")
+        assert answer.status == DENY_STATUS[path]
+        assert 1 <= int(answer.headers["retry-after"]) <= 120
+        assert answer.json()["retry_after_s"] == int(answer.headers["retry-after"])
+        assert answer.headers["x-gpuwatch-state"] == "hot"
+        assert "x-gpuwatch-gpu" not in answer.headers
+
+    @pytest.mark.parametrize("path", ADMIT_PATHS)
+    def test_adapters_admit_with_200(self, cool, path):
+        assert get(cool.http_port, path).status == 200
+
+    def test_retry_after_is_jittered_per_response(self, hot):
+        seen = {get(hot.http_port, "/v1/admit").headers["retry-after"] for _ in range(64)}
+        assert len(seen) >= 2
+
+    @pytest.mark.parametrize(
+        ("state", "expected"),
+        [
+            (OK, {"critical": 200, "default": 200, "sheddable": 200}),
+            (ELEVATED, {"critical": 200, "default": 200, "sheddable": 503}),
+            (HOT, {"critical": 200, "default": 503, "sheddable": 503}),
+            (CRITICAL, {"critical": 503, "default": 503, "sheddable": 503}),
+        ],
+    )
+    def test_each_state_sheds_its_classes(self, state, expected):
+        with ServerThread(node(gpu(0, state, pressure=0.5))) as server:
+            got = {c: get(server.http_port, f"/v1/admit?class={c}").status for c in expected}
+        assert got == expected
+
+    def test_class_comes_from_the_header_when_the_query_names_none(self):
+        with ServerThread(node(gpu(0, HOT, pressure=0.9))) as server:
+            by_header = get(server.http_port, "/v1/admit", {"X-GPUWatch-Class": "critical"})
+            query_wins = get(server.http_port, "/v1/admit?class=default", {"X-GPUWatch-Class": "critical"})
+            neither = get(server.http_port, "/v1/admit")
+        assert by_header.status == 200
+        assert by_header.json()["class"] == "critical"
+        assert query_wins.status == 503
+        assert neither.json()["class"] == "default"
+
+    @pytest.mark.parametrize(
+        ("path", "headers", "code"),
+        [
+            ("/v1/admit?class=gold", {}, "unknown_class"),
+            ("/v1/admit", {"X-GPUWatch-Class": "gold"}, "unknown_class"),
+            ("/v1/admit?gpu=9", {}, "unknown_gpu"),
+            ("/v1/admit/envoy?gpu=GPU-nope", {}, "unknown_gpu"),
+            ("/v1/admit?class=default&class=critical", {}, "repeated_parameter"),
+        ],
+    )
+    def test_bad_requests_get_400_with_a_clear_error(self, cool, path, headers, code):
+        answer = get(cool.http_port, path, headers)
+        assert answer.status == 400
+        assert answer.json()["error"] == code
+        assert answer.json()["message"]
+
+    def test_bad_class_message_names_the_valid_classes(self, cool):
+        message = get(cool.http_port, "/v1/admit?class=gold").json()["message"]
+        assert all(name in message for name in ("critical", "default", "sheddable"))
+
+    def test_admissions_are_counted_per_decision_and_class(self):
+        with ServerThread(node(gpu(0, ELEVATED, pressure=0.5))) as server:
+            for _ in range(3):
+                get(server.http_port, "/v1/admit?class=sheddable")
+            get(server.http_port, "/v1/admit/nginx?class=default")
+            get(server.http_port, "/v1/admit?class=gold")
+            counts = server.board.tally.snapshot()
+        assert counts["deny", "sheddable"] == 3
+        assert counts["admit", "default"] == 1
+        assert sum(counts.values()) == 4
+
+    def test_no_route_changes_the_state(self, cool):
+        before = get(cool.http_port, "/v1/state").body
+        for path in ("/v1/admit", "/v1/admit/nginx?gpu=0", "/v1/admit/envoy?class=sheddable", "/readyz", "/"):
+            for _ in range(5):
+                get(cool.http_port, path)
+        assert get(cool.http_port, "/v1/state").body == before
+
+
+class TestProbesAndDocs:
+    """/healthz, /readyz, the landing page and the OpenAPI document."""
+
+    def test_healthz_is_200(self, hot):
+        assert get(hot.http_port, "/healthz").status == 200
+
+    def test_readyz_follows_whether_default_is_admitted(self, cool, hot):
+        assert get(cool.http_port, "/readyz").json()["ready"] is True
+        assert get(cool.http_port, "/readyz").status == 200
+        assert get(hot.http_port, "/readyz").status == 503
+        assert get(hot.http_port, "/readyz").json()["state"] == "hot"
+
+    def test_landing_page_links_every_route(self, cool):
+        page = get(cool.http_port, "/")
+        assert page.headers["content-type"].startswith("text/html")
+        for path, _ in ROUTES:
+            assert f'href="{path.replace("&", "&amp;")}"'.encode() in page.body
+            assert get(cool.http_port, path).status in {200, 503}
+
+    def test_openapi_is_valid_and_describes_every_route(self, cool):
+        document = get(cool.http_port, "/openapi.json").json()
+        validate(document)
+        routes = {path.split("?")[0] for path, _ in ROUTES} | {"/"}
+        assert set(document["paths"]) == routes
+        admit = document["paths"]["/v1/admit"]["get"]
+        assert {"200", "503", "400"} <= set(admit["responses"])
+        assert "Retry-After" in admit["responses"]["503"]["headers"]
+        assert {"403"} <= set(document["paths"]["/v1/admit/nginx"]["get"]["responses"])
+        assert {"429"} <= set(document["paths"]["/v1/admit/envoy"]["get"]["responses"])
+
+    @pytest.mark.parametrize(
+        ("path", "schema"),
+        [
+            ("/v1/state", "State"),
+            ("/v1/admit?class=critical", "Admission"),
+            ("/v1/admit?class=default", "Admission"),
+            ("/v1/admit/envoy?gpu=9", "Error"),
+            ("/readyz", "Readiness"),
+            ("/healthz", "Health"),
+        ],
+    )
+    def test_answers_match_their_schemas(self, path, schema):
+        with ServerThread(node(gpu(0, ELEVATED, pressure=0.6), gpu(1, HOT, pressure=0.9))) as server:
+            document = get(server.http_port, "/openapi.json").json()
+            answer = get(server.http_port, path).json()
+        root = {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
+        OAS31Validator(root).validate(answer)

@@ -1,0 +1,70 @@
+"""Simulated nodes for the integration tests, as scenario TOML (see gpuwatch/sources/sim/scenario.py).
+
+One H100 at a steady load, no random arrivals, so every run heats the same way. An H100 sheds
+its heat through R = 0.05 °C/W with tau = 20 s and hits max operating at 87 °C.
+"""
+
+from __future__ import annotations
+
+# `--config` for fast de-escalation (DESIGN's dwells are 30-120 s), so a mended node is back in
+# seconds.
+SHORT_DWELL_CONFIG = """
+[policy]
+elevated_dwell_s = 0.5
+hot_dwell_s = 0.5
+critical_dwell_s = 0.5
+"""
+
+# 485 W at 25 °C inlet: about 49 °C, a margin near 38 °C: OK.
+COOL_NODE = """
+seed = 1
+inlet_c = 25.0
+[[gpus]]
+sku = "H100"
+count = 2
+[load]
+jobs = 2
+arrival_per_s = 0.0
+"""
+
+# 685 W at 50 °C inlet settles near 84 °C: a margin near 3 °C, HOT (admits only `critical`) but
+# not CRITICAL, from the first sample on (the simulator settles before its first reading).
+HOT_NODE = """
+seed = 2
+inlet_c = 50.0
+[[gpus]]
+sku = "H100"
+count = 1
+[load]
+jobs = 3
+arrival_per_s = 0.0
+"""
+
+
+def cooling_fault(fault_at_s: float, recovered_at_s: float | None = None) -> str:
+    """An OK node (685 W at 30 °C inlet: about 64 °C) whose fan fails at `fault_at_s`.
+
+    R x20 leaves the heat almost nowhere to go: about +1.6 °C/s, so the policy sees
+    time-to-slowdown under 30 s within a few samples (HOT). At `recovered_at_s` the cooling becomes
+    ten times better than healthy (tau 2 s), so the GPU is cool again within seconds.
+    """
+    text = f"""
+seed = 3
+inlet_c = 30.0
+[[gpus]]
+sku = "H100"
+count = 1
+[load]
+jobs = 3
+arrival_per_s = 0.0
+[[events]]
+at_s = {fault_at_s}
+cooling_factor = 20.0
+"""
+    if recovered_at_s is not None:
+        text += f"""
+[[events]]
+at_s = {recovered_at_s}
+cooling_factor = 0.1
+"""
+    return text

@@ -1,0 +1,224 @@
+"""gpuwatch.client against a scripted stand-in: caching, Retry-After, fallbacks, errors, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from int_procs import free_port
+from int_stub import Reply, admit_reply, held_back_reply
+
+from gpuwatch.client import GpuwatchClient, GpuwatchError, GpuwatchRequestError
+from gpuwatch.clock import ManualClock
+
+
+def client_for(url: str, *, fail_open: bool = False, max_age_s: float = 1.0, timeout_s: float = 1.0):
+    clock = ManualClock()
+    return GpuwatchClient(
+        url, fail_open=fail_open, max_age_s=max_age_s, timeout_s=timeout_s, clock=clock
+    ), clock
+
+
+class TestAdmitAnswers:
+    """An answer from gpuwatch becomes an AdmitResult with the GPU, state, pressure and reason."""
+
+    def test_admitted_names_the_gpu_and_sends_class_and_gpu(self, stub):
+        stub.replies["/v1/admit"] = admit_reply(gpu=3, state="elevated", pressure=0.42)
+        client, _ = client_for(stub.url)
+        result = client.admit("critical", gpu=3)
+        assert (result.admitted, result.gpu, result.state, result.pressure) == (True, 3, "elevated", 0.42)
+        assert not result.fallback
+        assert not result.from_cache
+        assert stub.queries == ["/v1/admit?class=critical&gpu=3"]
+
+    def test_held_back_carries_retry_after_state_and_reason(self, stub):
+        stub.replies["/v1/admit"] = held_back_reply(retry_after="7", state="critical", reason="hw_slowdown")
+        client, _ = client_for(stub.url)
+        result = client.admit()
+        assert not result.admitted
+        assert (result.retry_after_s, result.state, result.reason) == (7.0, "critical", "hw_slowdown")
+        assert not result.fallback
+
+    def test_unknown_class_is_the_callers_error_even_when_gpuwatch_is_down(self):
+        client, _ = client_for(f"http://127.0.0.1:{free_port()}", fail_open=True)
+        with pytest.raises(GpuwatchRequestError, match="unknown priority class 'gold'"):
+            client.admit("gold")
+
+    def test_class_names_are_normalised_before_asking(self, stub):
+        stub.replies["/v1/admit"] = admit_reply()
+        client, _ = client_for(stub.url)
+        client.admit(" Critical ")
+        assert client.admit("critical").from_cache
+        assert stub.queries == ["/v1/admit?class=critical"]
+
+    def test_gpuwatchs_refusal_raises_with_its_message(self, stub):
+        body = b'{"error": "unknown_gpu", "message": "this node has no GPU 9"}'
+        stub.replies["/v1/admit"] = Reply(400, {"X-GPUWatch-State": "ok"}, body)
+        client, _ = client_for(stub.url, fail_open=True)
+        with pytest.raises(GpuwatchRequestError, match="this node has no GPU 9"):
+            client.admit(gpu=9)
+
+
+class TestCaching:
+    """Answers younger than max_age_s are reused; after a 503 the client waits out Retry-After."""
+
+    def test_answer_reused_until_max_age_then_asked_again(self, stub):
+        stub.replies["/v1/admit"] = admit_reply()
+        client, clock = client_for(stub.url, max_age_s=0.5)
+        client.admit()
+        clock.advance(0.4)
+        assert client.admit().from_cache
+        assert stub.hits["/v1/admit"] == 1
+        clock.advance(0.2)
+        assert not client.admit().from_cache
+        assert stub.hits["/v1/admit"] == 2
+
+    def test_no_request_during_retry_after_and_answers_held_back_from_cache(self, stub):
+        stub.replies["/v1/admit"] = held_back_reply(retry_after="5")
+        client, clock = client_for(stub.url, max_age_s=0.5)
+        client.admit()
+        stub.replies["/v1/admit"] = admit_reply()  # the node has cooled, but Retry-After still holds
+        clock.advance(4.0)
+        cached = client.admit()
+        assert (cached.admitted, cached.from_cache) == (False, True)
+        assert cached.retry_after_s == pytest.approx(1.0)
+        assert stub.hits["/v1/admit"] == 1
+        clock.advance(1.1)
+        assert client.admit().admitted
+        assert stub.hits["/v1/admit"] == 2
+
+    def test_classes_and_gpus_are_cached_apart(self, stub):
+        stub.replies["/v1/admit"] = admit_reply()
+        client, _ = client_for(stub.url)
+        client.admit("default")
+        client.admit("critical")
+        client.admit("default", gpu=1)
+        assert stub.hits["/v1/admit"] == 3
+
+    def test_max_age_zero_asks_every_time(self, stub):
+        stub.replies["/v1/admit"] = admit_reply()
+        client, _ = client_for(stub.url, max_age_s=0.0)
+        client.admit()
+        client.admit()
+        assert stub.hits["/v1/admit"] == 2
+
+
+class TestFallback:
+    """When gpuwatch gives no usable answer, the caller's fail_open decides, and the result says so."""
+
+    @pytest.mark.parametrize("fail_open", [True, False])
+    def test_unreachable_daemon_answers_the_callers_choice(self, fail_open):
+        client, _ = client_for(f"http://127.0.0.1:{free_port()}", fail_open=fail_open)
+        result = client.admit()
+        assert result.fallback
+        assert result.admitted is fail_open
+        assert result.state is None
+        assert "connection refused" in result.reason
+
+    @pytest.mark.parametrize(
+        "reply",
+        [
+            Reply(500, {}, b"Internal Server Error"),
+            Reply(503, {"Retry-After": "1"}, b"<html>proxy: no upstream</html>"),  # not gpuwatch's 503
+            Reply(200, {"X-GPUWatch-State": "ok"}, b"not json"),
+            Reply(200, {"X-GPUWatch-State": "ok"}, b'{"gpu": null}'),
+        ],
+        ids=["http-500", "503-without-gpuwatch-headers", "body-not-json", "no-gpu-named"],
+    )
+    def test_broken_answers_fall_back(self, stub, reply):
+        stub.replies["/v1/admit"] = reply
+        client, _ = client_for(stub.url, fail_open=False)
+        result = client.admit()
+        assert (result.admitted, result.fallback) == (False, True)
+        assert result.retry_after_s is not None
+
+    def test_hung_daemon_falls_back_after_the_timeout(self, stub):
+        stub.replies["/v1/admit"] = Reply(200, {}, b"{}", delay_s=2.0)
+        client, _ = client_for(stub.url, fail_open=True, timeout_s=0.3)
+        started = time.monotonic()
+        result = client.admit()
+        assert time.monotonic() - started < 1.5
+        assert (result.admitted, result.fallback) == (True, True)
+        assert "did not answer within 0.3 s" in result.reason
+
+    def test_fallback_is_cached_so_a_dead_daemon_is_not_hammered(self, stub):
+        stub.replies["/v1/admit"] = Reply(500, {}, b"")
+        client, clock = client_for(stub.url, max_age_s=2.0)
+        client.admit()
+        clock.advance(1.0)
+        again = client.admit()
+        assert (again.fallback, again.from_cache) == (True, True)
+        assert stub.hits["/v1/admit"] == 1
+
+
+class TestThreads:
+    """Concurrent callers share one request and all get its answer."""
+
+    def test_twenty_threads_one_request(self, stub):
+        stub.replies["/v1/admit"] = Reply(**{**admit_reply(gpu=5).__dict__, "delay_s": 0.3})
+        client = GpuwatchClient(stub.url, fail_open=False, max_age_s=5.0)
+        results = []
+        barrier = threading.Barrier(20)
+
+        def ask():
+            barrier.wait()
+            results.append(client.admit())
+
+        threads = [threading.Thread(target=ask) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert [result.gpu for result in results] == [5] * 20
+        assert stub.hits["/v1/admit"] == 1
+
+
+class TestState:
+    """state() returns /v1/state, cached for max_age_s, and raises when it cannot."""
+
+    def test_document_cached_and_copied(self, stub):
+        stub.replies["/v1/state"] = Reply(200, {}, b'{"state": "ok", "gpus": [{"index": 0}]}')
+        client, _ = client_for(stub.url)
+        first = client.state()
+        first["gpus"].clear()
+        assert client.state()["gpus"] == [{"index": 0}]
+        assert stub.hits["/v1/state"] == 1
+
+    @pytest.mark.parametrize(
+        ("reply", "message"),
+        [(Reply(502, {}, b""), "HTTP 502"), (Reply(200, {}, b'{"hello": 1}'), "no `gpus`")],
+    )
+    def test_errors_raise(self, stub, reply, message):
+        stub.replies["/v1/state"] = reply
+        client, _ = client_for(stub.url)
+        with pytest.raises(GpuwatchError, match=message):
+            client.state()
+
+    def test_bad_url_is_refused_at_once(self):
+        with pytest.raises(ValueError, match="http://HOST:PORT"):
+            GpuwatchClient("127.0.0.1:9478", fail_open=False)
+
+
+class TestAgainstRealDaemon:
+    """The client reads a real `gpuwatch serve`'s answers as DESIGN §3 defines them."""
+
+    def test_cool_node_admits_naming_a_gpu_and_serves_its_state(self, cool_node):
+        client = GpuwatchClient(cool_node.url, fail_open=False)
+        result = client.admit("sheddable")
+        assert (result.admitted, result.state, result.fallback) == (True, "ok", False)
+        assert result.gpu in {0, 1}
+        assert 0 <= result.pressure < 1
+        document = client.state()
+        assert [gpu["index"] for gpu in document["gpus"]] == [0, 1]
+
+    def test_hot_node_holds_back_and_the_client_waits_out_retry_after(self, hot_node):
+        client = GpuwatchClient(hot_node.url, fail_open=True, max_age_s=0.0)
+        first = client.admit("default")
+        assert (first.admitted, first.state, first.fallback, first.from_cache) == (False, "hot", False, False)
+        assert first.retry_after_s >= 1
+        assert first.reason
+        again = client.admit("default")
+        assert (again.admitted, again.from_cache) == (False, True)
+        assert 0 < again.retry_after_s <= first.retry_after_s
+        assert client.admit("critical").admitted

@@ -1,0 +1,69 @@
+"""Plain-value builders of readings, samples and snapshots for the policy tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gpuwatch.model import (
+    GpuHealth,
+    GpuIdentity,
+    GpuReading,
+    GpuSample,
+    RecoveryAction,
+    SampleHealth,
+    Snapshot,
+    frozen_counts,
+)
+from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.decision import NodeDecision
+from gpuwatch.policy.engine import Policy
+
+
+def reading(at: float, margin: float | None = 30.0, **fields: object) -> GpuReading:
+    """A reading at monotonic `at`: 400 of 700 W, memory margin 40 °C, no clock reasons, no recovery."""
+    values: dict[str, object] = {
+        "memory_margin_c": 40.0,
+        "power_w": 400.0,
+        "power_limit_w": 700.0,
+        "clock_event_reasons": 0,
+        "recovery_action": RecoveryAction.NONE,
+    }
+    values.update(fields)
+    return GpuReading(taken_at=1_700_000_000.0 + at, monotonic=at, margin_c=margin, **values)  # type: ignore[arg-type]
+
+
+def sample(
+    index: int = 0,
+    value: GpuReading | None = None,
+    *,
+    health: GpuHealth = GpuHealth.OK,
+    xids: Mapping[str, int] | None = None,
+    last_xid: int | None = None,
+) -> GpuSample:
+    identity = GpuIdentity(index=index, uuid=f"GPU-test-{index}", name="Test GPU")
+    return GpuSample(identity, value, health, None, frozen_counts(xids), last_xid)
+
+
+def snapshot(at: float, *samples: GpuSample, sequence: int = 1) -> Snapshot:
+    return Snapshot(
+        sequence=sequence,
+        taken_at=1_700_000_000.0 + at,
+        monotonic=at,
+        source="test",
+        gpus=samples,
+        health=SampleHealth(attempts=sequence, last_success_monotonic=at),
+    )
+
+
+def drive(
+    policy: Policy, margins: list[float], *, start: float = 0.0, **kwargs: object
+) -> list[NodeDecision]:
+    """One GPU read at 1 s intervals with these margins; the decision after each."""
+    return [
+        policy.update(snapshot(start + i, sample(0, reading(start + i, margin, **kwargs)), sequence=i + 1))  # type: ignore[arg-type]
+        for i, margin in enumerate(margins)
+    ]
+
+
+def policy(**settings: object) -> Policy:
+    return Policy(PolicyConfig(**settings), interval_s=1.0)  # type: ignore[arg-type]

@@ -1,0 +1,86 @@
+"""Tests of the policy settings: DESIGN §2 defaults, validation, and loading from plain values."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuwatch.policy.config import DEFAULT_CRITICAL_XIDS, PolicyConfig, PolicyConfigError
+
+
+class TestDefaults:
+    """The defaults are DESIGN §2's table."""
+
+    def test_design_defaults(self):
+        c = PolicyConfig()
+        assert (c.elevated_enter_margin_c, c.elevated_enter_predicted_margin_c) == (15.0, 10.0)
+        assert (c.elevated_leave_margin_c, c.elevated_leave_predicted_margin_c, c.elevated_dwell_s) == (
+            20.0,
+            15.0,
+            30.0,
+        )
+        assert (
+            c.hot_enter_margin_c,
+            c.hot_enter_time_to_slowdown_s,
+            c.hot_leave_margin_c,
+            c.hot_dwell_s,
+        ) == (8.0, 30.0, 13.0, 60.0)
+        assert (c.critical_enter_margin_c, c.critical_leave_margin_c, c.critical_dwell_s) == (0.0, 8.0, 120.0)
+        assert (c.stale_after_intervals, c.fail_open, c.horizon_s, c.node_k) == (3.0, False, 60.0, 1)
+        assert (c.tau_prior_s, c.resistance_prior_c_per_w, c.slope_min_samples) == (20.0, 0.05, 10)
+        assert (c.retry_after_min_s, c.retry_after_max_s, c.retry_after_jitter_ratio) == (1.0, 120.0, 0.2)
+        assert c.critical_xids == DEFAULT_CRITICAL_XIDS
+        assert {48, 79}.issubset(c.critical_xids)
+        assert 13 not in c.critical_xids  # an application error says nothing about the GPU
+
+
+class TestFromMapping:
+    """Plain values (a TOML table) load, and a bad key or value is named in the error."""
+
+    def test_values_are_converted(self):
+        config = PolicyConfig.from_mapping(
+            {"horizon_s": 90, "fail_open": True, "critical_xids": [79], "job_power_w": 150}
+        )
+        assert (config.horizon_s, config.fail_open, config.critical_xids, config.job_power_w) == (
+            90.0,
+            True,
+            (79,),
+            150.0,
+        )
+
+    @pytest.mark.parametrize(
+        ("values", "message"),
+        [
+            ({"horizn_s": 60}, "policy.horizn_s: unknown key; did you mean 'horizon_s'?"),
+            ({"zzz": 1}, "policy.zzz: unknown key; valid keys: critical_dwell_s"),
+            ({"horizon_s": "long"}, "policy.horizon_s: must be a number, got 'long'"),
+            ({"horizon_s": True}, "policy.horizon_s: must be a number, got True"),
+            ({"fail_open": 1}, "policy.fail_open: must be true or false, got 1"),
+            ({"node_k": 1.5}, "policy.node_k: must be a whole number, got 1.5"),
+            ({"critical_xids": [79, "x"]}, "policy.critical_xids: must be a list of whole numbers"),
+            ({"horizon_s": 0}, "policy.horizon_s: must be > 0, got 0.0"),
+            ({"hot_dwell_s": -1}, "policy.hot_dwell_s: must be >= 0, got -1.0"),
+            (
+                {"hot_enter_margin_c": 20},
+                "policy.hot_enter_margin_c: must be below elevated_enter_margin_c (15), got 20.0",
+            ),
+            (
+                {"hot_leave_margin_c": 5},
+                "policy.hot_leave_margin_c: must be above hot_enter_margin_c (8), got 5.0",
+            ),
+            ({"slope_min_samples": 3}, "policy.slope_min_samples: must be >= 10"),
+            ({"retry_after_max_s": 0.5}, "policy.retry_after_max_s: must be >= retry_after_min_s"),
+            ({"retry_after_jitter_ratio": 1.0}, "policy.retry_after_jitter_ratio: must be in [0, 1)"),
+            ({"node_k": 0}, "policy.node_k: must be >= 1, got 0"),
+            ({"job_power_w": -5}, "policy.job_power_w: must be > 0 W"),
+            ({"horizon_s": float("inf")}, "policy.horizon_s: must be a number, got inf"),
+        ],
+    )
+    def test_bad_value_is_named(self, values, message):
+        with pytest.raises(PolicyConfigError) as caught:
+            PolicyConfig.from_mapping(values)
+        assert str(caught.value).startswith(message)
+        assert caught.value.key == next(iter(values)) or "did you mean" in message
+
+    def test_direct_construction_is_validated_too(self):
+        with pytest.raises(PolicyConfigError, match="critical_leave_margin_c"):
+            PolicyConfig(critical_leave_margin_c=-1.0)

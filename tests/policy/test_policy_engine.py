@@ -1,0 +1,284 @@
+"""Tests of the policy engine: snapshots to decisions, UNKNOWN and FAILED, k-of-n, and expire()."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from policy_builders import drive, policy, reading, sample, snapshot
+
+from gpuwatch.clock import ManualClock
+from gpuwatch.model import ClockEventReason, GpuHealth, RecoveryAction
+from gpuwatch.policy import reasons
+from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.decision import ALL_CLASSES, PriorityClass, ThermalState
+from gpuwatch.policy.engine import Policy, expire
+from gpuwatch.sampler import Sampler
+from gpuwatch.sources.sim import open_sim
+
+SCENARIOS = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"
+
+CRITICAL_ONLY = frozenset({PriorityClass.CRITICAL})
+
+
+def one(policy_: Policy, at: float, **kwargs) -> ThermalState:
+    """The state of GPU 0 after one snapshot at `at` holding `sample(0, **kwargs)`."""
+    return policy_.update(snapshot(at, sample(0, **kwargs))).gpus[0].state
+
+
+class TestDecisionFields:
+    """A decision fills every GpuDecision and NodeDecision field from the snapshot and the prediction."""
+
+    def test_every_field_is_filled_once_history_exists(self):
+        decision = drive(policy(), [30.0] * 20)[-1]
+        gpu = decision.gpus[0]
+        assert (gpu.index, gpu.uuid, gpu.name) == (0, "GPU-test-0", "Test GPU")
+        assert gpu.state is ThermalState.OK
+        assert gpu.admits == ALL_CLASSES
+        assert gpu.reasons == (reasons.WITHIN_LIMITS,)
+        assert gpu.sentence.startswith("GPU 0 is ok")
+        assert (gpu.margin_c, gpu.memory_margin_c, gpu.power_w, gpu.power_limit_w) == (
+            30.0,
+            40.0,
+            400.0,
+            700.0,
+        )
+        assert gpu.predicted_margin_c < 30.0  # one more job warms it
+        assert gpu.time_to_slowdown_s is None
+        assert 0 < gpu.sustainable_power_w <= 700.0
+        assert gpu.retry_after_s is None
+        assert gpu.state_since == 0.0
+        assert gpu.sampled_at == 19.0
+        assert gpu.prediction_basis == "model"
+        assert 0.0 < gpu.pressure < 1.0
+        assert (decision.sequence, decision.decided_at, decision.sample_age_s) == (20, 19.0, 0.0)
+
+    def test_retry_after_is_the_rest_of_the_dwell_for_default(self):
+        p = policy()
+        decisions = drive(p, [30.0] * 5 + [5.0] + [14.0] * 40)
+        gpu = decisions[-1].gpus[0]
+        ladder = p._tracks["GPU-test-0"].ladder
+        assert gpu.state is ThermalState.HOT
+        assert ladder.leave_held_since is not None
+        assert gpu.retry_after_s == pytest.approx(60.0 - (45.0 - ladder.leave_held_since))
+        # Held back, the GPU cools past 20 °C before HOT's dwell ends; then ELEVATED's 30 s follow.
+        assert gpu.retry_after_for(PriorityClass.SHEDDABLE) == pytest.approx(gpu.retry_after_s + 30.0)
+        assert gpu.retry_after_for(PriorityClass.CRITICAL) is None
+
+
+class TestPowerCap:
+    """The SW power cap alone never sheds: drawing the limit is normal at full load."""
+
+    def test_power_capped_gpu_admits_everything(self):
+        decisions = drive(
+            policy(), [30.0] * 40, power_w=700.0, clock_event_reasons=int(ClockEventReason.SW_POWER_CAP)
+        )
+        gpu = decisions[-1].gpus[0]
+        assert gpu.state is ThermalState.OK
+        assert gpu.admits == ALL_CLASSES
+        assert "sw_power_cap" in gpu.clock_event_reasons
+
+
+class TestUnknown:
+    """A GPU with no fresh reading is UNKNOWN: treated as HOT, or admitting everything when failing open."""
+
+    @pytest.mark.parametrize(("age", "state"), [(3.0, ThermalState.OK), (3.1, ThermalState.UNKNOWN)])
+    def test_stale_after_three_intervals(self, age, state):
+        assert one(policy(), 10.0, value=reading(10.0 - age)) is state
+
+    def test_unknown_admits_only_critical(self):
+        gpu = policy().update(snapshot(10.0, sample(0, None))).gpus[0]
+        assert gpu.state is ThermalState.UNKNOWN
+        assert gpu.admits == CRITICAL_ONLY
+        assert gpu.reasons == (reasons.NO_READING,)
+        assert gpu.pressure >= 0.8
+        assert gpu.retry_after_s is not None
+
+    def test_fail_open_admits_everything(self):
+        gpu = policy(fail_open=True).update(snapshot(10.0, sample(0, reading(0.0)))).gpus[0]
+        assert gpu.state is ThermalState.UNKNOWN
+        assert gpu.admits == ALL_CLASSES
+        assert gpu.reasons == (reasons.STALE_SAMPLE, reasons.FAIL_OPEN)
+
+    def test_reading_without_margin_is_unknown(self):
+        gpu = policy().update(snapshot(0.0, sample(0, reading(0.0, None)))).gpus[0]
+        assert (gpu.state, gpu.reasons) == (ThermalState.UNKNOWN, (reasons.NO_MARGIN,))
+
+    def test_fresh_reading_returns_to_the_ladder_level_with_its_dwell_restarted(self):
+        p = policy()
+        drive(p, [30.0] * 5 + [10.0] + [25.0] * 20)  # ELEVATED, leave condition held 20 s of 30
+        assert one(p, 30.0, value=reading(25.0, 25.0)) is ThermalState.UNKNOWN
+        states = [one(p, 31.0 + i, value=reading(31.0 + i, 25.0)) for i in range(31)]
+        assert states[:30] == [ThermalState.ELEVATED] * 30
+        assert states[30] is ThermalState.OK
+
+    def test_an_unseen_gap_restarts_the_dwell(self):
+        p = policy()
+        drive(p, [30.0] * 5 + [10.0] + [25.0] * 20)  # ELEVATED, leave condition held 20 s of 30
+        # The next reading comes 10 s later with no snapshot in between: nobody saw those seconds.
+        states = [one(p, 35.0 + i, value=reading(35.0 + i, 25.0)) for i in range(31)]
+        assert states[:30] == [ThermalState.ELEVATED] * 30
+        assert states[30] is ThermalState.OK
+
+    def test_no_gpus_is_unknown(self):
+        decision = policy().update(snapshot(0.0))
+        assert decision.state is ThermalState.UNKNOWN
+        assert decision.reasons == (reasons.NO_GPUS,)
+        assert decision.admits == CRITICAL_ONLY
+
+
+class TestFailed:
+    """Lost GPUs, reset required, a recovery action or a new critical XID take a GPU out of service."""
+
+    @pytest.mark.parametrize(
+        ("kwargs", "code"),
+        [
+            ({"value": None, "health": GpuHealth.LOST}, reasons.GPU_LOST),
+            ({"value": reading(0.0), "health": GpuHealth.RESET_REQUIRED}, reasons.RESET_REQUIRED),
+            ({"value": reading(0.0, recovery_action=RecoveryAction.GPU_RESET)}, reasons.RECOVERY_ACTION),
+            ({"value": reading(0.0, recovery_action=RecoveryAction.UNKNOWN)}, reasons.RECOVERY_ACTION),
+            ({"value": reading(0.0), "xids": {"79": 1}, "last_xid": 79}, reasons.CRITICAL_XID),
+        ],
+    )
+    def test_cause(self, kwargs, code):
+        gpu = policy().update(snapshot(0.0, sample(0, **kwargs))).gpus[0]
+        assert gpu.state is ThermalState.FAILED
+        assert code in gpu.reasons
+        assert gpu.admits == frozenset()
+        assert gpu.pressure == 1.0
+
+    def test_application_xid_is_not_a_failure(self):
+        assert one(policy(), 0.0, value=reading(0.0), xids={"13": 5}) is ThermalState.OK
+
+    def test_critical_xid_holds_the_gpu_out_then_releases_it(self):
+        p = policy(failed_xid_hold_s=10.0)
+        assert one(p, 0.0, value=reading(0.0), xids={"48": 1}) is ThermalState.FAILED
+        assert one(p, 9.0, value=reading(9.0), xids={"48": 1}) is ThermalState.FAILED
+        assert one(p, 10.0, value=reading(10.0), xids={"48": 1}) is ThermalState.OK
+        assert one(p, 11.0, value=reading(11.0), xids={"48": 2}) is ThermalState.FAILED
+
+    def test_recovery_ends_failed_at_once(self):
+        p = policy()
+        assert one(p, 0.0, value=reading(0.0), health=GpuHealth.RESET_REQUIRED) is ThermalState.FAILED
+        assert one(p, 1.0, value=reading(1.0)) is ThermalState.OK
+
+    def test_failed_gpu_does_not_stop_the_node(self):
+        decision = policy().update(
+            snapshot(0.0, sample(0, None, health=GpuHealth.LOST), sample(1, reading(0.0)))
+        )
+        assert decision.state is ThermalState.OK
+        assert reasons.GPU_FAILED in decision.reasons
+        assert "out of service: GPU 0" in decision.sentence
+
+    def test_all_failed_is_a_failed_node(self):
+        decision = policy().update(snapshot(0.0, sample(0, None, health=GpuHealth.LOST)))
+        assert decision.state is ThermalState.FAILED
+        assert decision.admits == frozenset()
+
+
+class TestKOfN:
+    """The node state is the worst state held by at least k in-service GPUs."""
+
+    MARGINS = (5.0, 12.0, 30.0, 30.0)  # HOT, ELEVATED, OK, OK
+
+    @pytest.mark.parametrize(
+        ("k", "state"),
+        [(1, ThermalState.HOT), (2, ThermalState.ELEVATED), (3, ThermalState.OK), (9, ThermalState.OK)],
+    )
+    def test_node_state(self, k, state):
+        samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
+        decision = policy(node_k=k).update(snapshot(0.0, *samples))
+        assert decision.state is state
+        assert decision.pressure == sorted((g.pressure for g in decision.gpus), reverse=True)[min(k, 4) - 1]
+
+    def test_node_reasons_come_from_the_gpus_in_the_node_state(self):
+        samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
+        decision = policy().update(snapshot(0.0, *samples))
+        assert decision.reasons == (reasons.MARGIN_BELOW_HOT,)
+        assert decision.sentence.startswith("Node is hot: GPU 0 is hot")
+
+    def test_node_outvoting_its_worst_gpu_says_so(self):
+        samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
+        decision = policy(node_k=3).update(snapshot(0.0, *samples))
+        assert decision.reasons == (reasons.WITHIN_LIMITS,)
+        assert decision.sentence.startswith(
+            "Node is ok: fewer than 3 GPUs are worse; the worst: GPU 0 is hot"
+        )
+
+    def test_all_ok_sentence(self):
+        decision = policy().update(snapshot(0.0, sample(0, reading(0.0)), sample(1, reading(0.0))))
+        assert decision.sentence == "All 2 GPUs in service are within limits; admitting every class."
+
+
+class TestTracks:
+    """History is kept per uuid and forgotten when a GPU leaves the snapshot."""
+
+    def test_gpu_identity_follows_uuid_not_index(self):
+        p = policy()
+        p.update(snapshot(0.0, sample(0, reading(0.0, 5.0))))
+        moved = dataclasses.replace(sample(0, reading(1.0, 30.0)), identity=sample(1).identity)
+        assert p.update(snapshot(1.0, moved)).gpus[0].state is ThermalState.OK
+        assert set(p._tracks) == {"GPU-test-1"}
+
+    def test_interval_must_be_positive(self):
+        with pytest.raises(ValueError, match="interval"):
+            Policy(PolicyConfig(), 0.0)
+
+
+class TestExpire:
+    """expire() returns the decision itself while fresh, and UNKNOWN GPUs once their readings are stale."""
+
+    def test_fresh_decision_is_returned_as_is(self):
+        decision = drive(policy(), [30.0] * 3)[-1]
+        assert expire(decision, 5.0, PolicyConfig(), 1.0) is decision
+
+    def test_stale_decision_turns_unknown(self):
+        decision = drive(policy(), [30.0] * 3)[-1]
+        expired = expire(decision, 5.1, PolicyConfig(), 1.0)
+        assert expired.state is ThermalState.UNKNOWN
+        assert expired.admits == CRITICAL_ONLY
+        assert expired.gpus[0].reasons == (reasons.STALE_SAMPLE,)
+        assert expired.gpus[0].margin_c == 30.0
+        assert expired.gpus[0].predicted_margin_c is None  # predictions from a stale reading are dropped
+        assert expired.sample_age_s == pytest.approx(3.1)
+        assert expired.retry_after_for(PriorityClass.DEFAULT) is not None
+        assert expire(expired, 6.0, PolicyConfig(), 1.0) is expired
+
+    def test_fail_open_expired_decision_admits_everything(self):
+        config = PolicyConfig(fail_open=True)
+        decision = drive(Policy(config, 1.0), [30.0] * 3)[-1]
+        assert expire(decision, 60.0, config, 1.0).admits == ALL_CLASSES
+
+    def test_failed_gpu_stays_failed(self):
+        decision = policy().update(
+            snapshot(0.0, sample(0, None, health=GpuHealth.LOST), sample(1, reading(0.0)))
+        )
+        expired = expire(decision, 10.0, PolicyConfig(), 1.0)
+        assert [g.state for g in expired.gpus] == [ThermalState.FAILED, ThermalState.UNKNOWN]
+
+
+class TestSimulatedFault:
+    """On the shipped cooling-fault scenario the failing GPU is held back before it slows down, alone."""
+
+    def test_hot_before_slowdown_and_only_there(self):
+        clock = ManualClock()
+        sampler = Sampler(open_sim(str(SCENARIOS / "cooling-fault.toml"), clock), interval_s=1.0, clock=clock)
+        p = Policy(PolicyConfig(), 1.0)
+        hot_at = slowdown_at = None
+        others = set()
+        try:
+            for t in range(200):
+                decision = p.update(sampler.sample_once())
+                gpu = decision.gpus[3]
+                if hot_at is None and gpu.state.severity >= ThermalState.HOT.severity:
+                    hot_at = t
+                if slowdown_at is None and gpu.margin_c <= 0:
+                    slowdown_at = t
+                others |= {g.state for g in decision.gpus if g.index != 3}
+                clock.advance(1.0)
+        finally:
+            sampler.stop()
+        assert slowdown_at is not None
+        assert slowdown_at - hot_at >= 10  # held back at least 10 s before the slowdown
+        assert others == {ThermalState.OK}
