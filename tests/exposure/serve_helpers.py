@@ -127,11 +127,17 @@ class Answer:
         return json.loads(self.body)
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET") -> Answer:
+def get(
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    method: str = "GET",
+    body: bytes | None = None,
+) -> Answer:
     """One request on a fresh connection."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
     try:
-        connection.request(method, path, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {})
         response = connection.getresponse()
         body = response.read()
         return Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)

@@ -107,6 +107,28 @@ class TestAdmit:
     def test_adapters_admit_with_200(self, cool, path):
         assert get(cool.http_port, path).status == 200
 
+    @pytest.mark.parametrize(
+        ("method", "path"),
+        [
+            ("POST", "/v1/admit/envoy"),
+            ("POST", "/v1/admit/envoy/v1/images/generations"),
+            ("PUT", "/v1/admit/envoy/x?y=1"),
+        ],
+    )
+    def test_envoy_checks_keep_the_original_method_and_path(self, cool, hot, method, path):
+        """Envoy's ext_authz forwards the client's method and appends its path to the prefix."""
+        body = b"{}" if method == "POST" else None
+        admitted = get(cool.http_port, path, method=method, body=body)
+        denied = get(hot.http_port, path, {"X-GPUWatch-Class": "default"}, method=method, body=body)
+        assert admitted.status == 200
+        assert admitted.headers["x-gpuwatch-gpu"] == "1"
+        assert denied.status == 429
+        assert 1 <= int(denied.headers["retry-after"]) <= 120
+
+    def test_other_routes_still_refuse_other_methods(self, cool):
+        assert get(cool.http_port, "/v1/admit", method="POST").status == 405
+        assert get(cool.http_port, "/v1/admit/envoyx", method="GET").status == 404
+
     def test_retry_after_is_jittered_per_response(self, hot):
         seen = {get(hot.http_port, "/v1/admit").headers["retry-after"] for _ in range(64)}
         assert len(seen) >= 2

@@ -21,6 +21,10 @@ ADMIT_PATHS = {
     b"/v1/admit/nginx": AdmitRoute.NGINX,
     b"/v1/admit/envoy": AdmitRoute.ENVOY,
 }
+# Envoy's ext_authz sends the check with the original request's method (POST for most inference
+# APIs) and, with `path_prefix`, appends the original path: any method and sub-path is a check.
+ENVOY_PATH = b"/v1/admit/envoy"
+ENVOY_SUBPATHS = ENVOY_PATH + b"/"
 _T = TypeVar("_T")
 CLASS_PARAMETER = "class"
 GPU_PARAMETER = "gpu"
@@ -92,6 +96,8 @@ class Routes:
     def respond(self, method: bytes, target: bytes, class_header: bytes | None) -> Response:
         """The response for one request."""
         path, _, query = target.partition(b"?") if target[:1] == b"/" else _origin_form(target)
+        if path == ENVOY_PATH or path.startswith(ENVOY_SUBPATHS):
+            return self._admit(AdmitRoute.ENVOY, query, class_header)
         if method not in _ALLOWED_METHODS:
             known = path in ADMIT_PATHS or path in self._static or path in (b"/v1/state", b"/readyz")
             return METHOD_NOT_ALLOWED if known else NOT_FOUND
