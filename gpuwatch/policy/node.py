@@ -39,7 +39,7 @@ def aggregate(  # noqa: PLR0913 - the snapshot's stamps travel with the decision
     if not gpus:
         state = ThermalState.UNKNOWN
     node_reasons = _reasons(gpus, state, ranked, fail_open=config.fail_open)
-    pressure = node_pressure([g.pressure for g in in_service], config)
+    pressure = node_pressure([g.pressure for g in gpus])
     if not gpus and config.fail_open:
         pressure = 0.0
     return NodeDecision(

@@ -6,8 +6,10 @@ margin and its predicted margin (after the horizon, with one more job) — from 
 and never rises with any of the three margins. States that admit nothing read 1; an UNKNOWN
 GPU (unless failing open) reads at least what the HOT enter margin would.
 
-The node's pressure is the k-th highest pressure among its in-service (not FAILED) GPUs, k
-being `node_k`: with k = 1 (worst-of) the hottest GPU's, matching how the node state is formed.
+The node's pressure is the mean over all its GPUs (a FAILED one reads 1: its capacity is gone).
+It weights nodes against each other by how much headroom they have left, so one warm GPU among
+eight cool ones lowers a node's weight by an eighth instead of taking it to the floor; whether
+the node admits at all is its state's business (k-of-n), not the pressure's.
 """
 
 from __future__ import annotations
@@ -44,9 +46,8 @@ def state_floor(state: ThermalState, config: PolicyConfig) -> float:
     return 0.0
 
 
-def node_pressure(in_service: Sequence[float], config: PolicyConfig) -> float:
-    """The k-th highest pressure of the in-service GPUs; 1 when none is in service."""
-    if not in_service:
+def node_pressure(gpu_pressures: Sequence[float]) -> float:
+    """The mean pressure of all the node's GPUs; 1 when it has none."""
+    if not gpu_pressures:
         return 1.0
-    ranked = sorted(in_service, reverse=True)
-    return ranked[min(config.node_k, len(ranked)) - 1]
+    return sum(gpu_pressures) / len(gpu_pressures)

@@ -190,7 +190,7 @@ class TestKOfN:
         samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
         decision = policy(node_k=k).update(snapshot(0.0, *samples))
         assert decision.state is state
-        assert decision.pressure == sorted((g.pressure for g in decision.gpus), reverse=True)[min(k, 4) - 1]
+        assert decision.pressure == pytest.approx(sum(g.pressure for g in decision.gpus) / 4)
 
     def test_node_reasons_come_from_the_gpus_in_the_node_state(self):
         samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]

@@ -1,4 +1,4 @@
-"""Tests of pressure: bounded, continuous, never rising with margin, and the node's k-th highest."""
+"""Tests of pressure: bounded, continuous, never rising with margin, and the node's mean."""
 
 from __future__ import annotations
 
@@ -62,11 +62,20 @@ class TestGpuPressure:
 
 
 class TestNodePressure:
-    """The node's pressure is the k-th highest of its in-service GPUs'."""
+    """The node's pressure is the mean of its GPUs': one hot GPU among cool ones costs its share."""
 
-    @pytest.mark.parametrize(("k", "pressure"), [(1, 0.9), (2, 0.5), (3, 0.1), (4, 0.1)])
-    def test_kth_highest(self, k, pressure):
-        assert node_pressure([0.1, 0.9, 0.5], PolicyConfig(node_k=k)) == pressure
+    def test_mean_of_the_gpus(self):
+        assert node_pressure([0.1, 0.9, 0.5]) == pytest.approx(0.5)
 
-    def test_no_gpu_in_service_is_full_pressure(self):
-        assert node_pressure([], CONFIG) == 1.0
+    def test_one_gpu_at_the_limit_among_seven_cool_ones_costs_an_eighth(self):
+        assert node_pressure([1.0] + [0.0] * 7) == pytest.approx(0.125)
+
+    @given(st.lists(st.floats(0, 1), min_size=1, max_size=16), st.integers(0, 15), st.floats(0, 1))
+    def test_never_falls_when_a_gpu_gets_hotter(self, pressures, which, hotter):
+        which %= len(pressures)
+        raised = [*pressures]
+        raised[which] = max(raised[which], hotter)
+        assert node_pressure(raised) >= node_pressure(pressures) - 1e-12
+
+    def test_no_gpu_is_full_pressure(self):
+        assert node_pressure([]) == 1.0
