@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
-
 import click
 
-from gpuwatch.cli.options import configure_logging, fail
-from gpuwatch.client import DEFAULT_URL, AdmitResult, GpuwatchClient, GpuwatchRequestError
+from gpuwatch.cli.options import configure_logging, fail, timeout_option, url_option
+from gpuwatch.client import AdmitResult, GpuwatchClient, GpuwatchRequestError
 from gpuwatch.policy.decision import PriorityClass
-
-F = TypeVar("F", bound=Callable[..., object])
 
 # EX_TEMPFAIL from sysexits.h: "try again later", which schedulers and shell loops understand.
 EXIT_HELD_BACK = 75
-# A one-shot command may wait longer than the client library's default: nothing queues behind it, s.
-DEFAULT_TIMEOUT_S = 2.0
-
-
-def url_option(function: F) -> F:
-    """--url / GPUWATCH_URL: where the daemon's HTTP API listens."""
-    return click.option(
-        "--url",
-        envvar="GPUWATCH_URL",
-        default=DEFAULT_URL,
-        show_default=True,
-        help="The gpuwatch daemon's HTTP API (http://user:password@host:port for basic auth).",
-    )(function)
-
-
-def timeout_option(function: F) -> F:
-    """--timeout: seconds to wait for the daemon."""
-    return click.option(
-        "--timeout",
-        "timeout_s",
-        type=click.FloatRange(min=0.01),
-        default=DEFAULT_TIMEOUT_S,
-        show_default=True,
-        help="Seconds to wait for gpuwatch to connect and to answer.",
-    )(function)
 
 
 def connect(url: str, timeout_s: float) -> GpuwatchClient:

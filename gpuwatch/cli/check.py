@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from gpuwatch.cli.admit import connect, timeout_option, url_option
-from gpuwatch.cli.options import configure_logging
+from gpuwatch.cli.admit import connect
+from gpuwatch.cli.options import configure_logging, timeout_option, url_option
 from gpuwatch.client import GpuwatchError
 from gpuwatch.policy.decision import ThermalState
 

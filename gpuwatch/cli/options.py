@@ -8,6 +8,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
+from gpuwatch.client import DEFAULT_URL
 from gpuwatch.clock import Clock
 from gpuwatch.sources.base import Source, SourceError
 from gpuwatch.sources.spec import SPEC_HELP, open_source
@@ -64,3 +65,30 @@ def configure_logging(level: int = logging.WARNING) -> None:
     and the source's retry warnings would only repeat it.
     """
     logging.basicConfig(level=level, format="level=%(levelname)s logger=%(name)s msg=%(message)r", force=True)
+
+
+# A one-shot command may wait longer than the client library's default: nothing queues behind it, s.
+DAEMON_TIMEOUT_S = 2.0
+
+
+def url_option(function: F) -> F:
+    """--url / GPUWATCH_URL: where the daemon's HTTP API listens."""
+    return click.option(
+        "--url",
+        envvar="GPUWATCH_URL",
+        default=DEFAULT_URL,
+        show_default=True,
+        help="The gpuwatch daemon's HTTP API (http://user:password@host:port for basic auth).",
+    )(function)
+
+
+def timeout_option(function: F) -> F:
+    """--timeout: seconds to wait for the daemon."""
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=click.FloatRange(min=0.01),
+        default=DAEMON_TIMEOUT_S,
+        show_default=True,
+        help="Seconds to wait for gpuwatch to connect and to answer.",
+    )(function)
