@@ -1,4 +1,4 @@
-"""The `gpuwatch serve` daemon: source -> sampler -> policy -> board -> HTTP API, agent, files."""
+"""The `gpuwatch serve` daemon: source -> sampler -> policy -> board -> HTTP API, metrics, agent, files."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 
 from gpuwatch.config_file import ConfigFileError, load_config
 from gpuwatch.exposure.board import Board
-from gpuwatch.exposure.http.server import ExposureServer
+from gpuwatch.exposure.http.server import ExposureServer, WebOptions
 from gpuwatch.exposure.listen import ListenAddress
+from gpuwatch.exposure.metrics.dcgm import dcgm_hostname
+from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.publication import Publication
 from gpuwatch.exposure.state_files import StateFiles
+from gpuwatch.exposure.webconfig import WebConfig, WebConfigError
+from gpuwatch.exposure.webwatch import WebSecurity
 from gpuwatch.model import Snapshot
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision
@@ -39,6 +43,11 @@ class DaemonSettings:
     state_dir: str | None = None
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     config_path: str | None = None  # where `policy` came from; SIGHUP reads it again
+    telemetry_path: str = "/metrics"
+    max_requests: int = 40  # concurrent scrapes; 0: no limit
+    web_config: WebConfig | None = None  # TLS and basic auth, read from `web_config_path`
+    web_config_path: str | None = None  # re-read when it or a certificate changes
+    dcgm_compat: bool = False  # also emit dcgm-exporter's default counters
 
 
 class Daemon:
@@ -46,7 +55,7 @@ class Daemon:
 
     The policy runs on the sampler thread (a listener), which renders and swaps the board's
     publication; the event loop only reads it. Raises StateDirError at construction when the
-    state directory cannot be used.
+    state directory cannot be used, WebConfigError when the web config's files do not load.
     """
 
     def __init__(self, source: Source, settings: DaemonSettings) -> None:
@@ -62,9 +71,21 @@ class Daemon:
             self.board.observe(lambda _previous, new: self._write_files(new))
         self.sampler = Sampler(source, interval_s=settings.interval_s)
         self.sampler.subscribe(self._on_snapshot)
+        hostname = dcgm_hostname() if settings.dcgm_compat else None
+        self.metrics = MetricsExposition(self.board, settings.interval_s, dcgm_hostname=hostname)
+        web = WebOptions(
+            telemetry_path=settings.telemetry_path,
+            max_requests=settings.max_requests,
+            security=_web_security(settings),
+        )
         check_s = min(1.0, max(0.05, settings.interval_s / 2))
         self.server = ExposureServer(
-            self.board, settings.http_addresses, settings.agent_addresses, expiry_check_s=check_s
+            self.board,
+            settings.http_addresses,
+            settings.agent_addresses,
+            expiry_check_s=check_s,
+            metrics=self.metrics,
+            web=web,
         )
 
     async def run(self, stop: asyncio.Event, *, started: Callable[[], None] | None = None) -> None:
@@ -83,7 +104,9 @@ class Daemon:
         log.info("stopped")
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        self.board.publish(self._policy.update(snapshot))
+        decision = self._policy.update(snapshot)
+        self.metrics.prepare(snapshot, decision)  # on this thread: scrapes find it ready
+        self.board.publish(decision)
 
     def reload(self) -> None:
         """SIGHUP: read --config again; a bad file is logged and the running settings kept."""
@@ -112,6 +135,14 @@ class Daemon:
         if self._files is not None:
             final = self._expire(self.board.current.decision, time.monotonic() + _FOREVER_S)
             self._files.write_logged(Publication(final, self._source_spec))
+
+
+def _web_security(settings: DaemonSettings) -> WebSecurity:
+    """The web config in force; WebConfigError if its certificates stopped loading since it was read."""
+    try:
+        return WebSecurity(settings.web_config_path, settings.web_config)
+    except OSError as exc:  # ssl.SSLError included
+        raise WebConfigError(f"{settings.web_config_path}: tls_server_config: {exc}") from exc
 
 
 def log_changes(previous: Publication, new: Publication) -> None:

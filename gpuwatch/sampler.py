@@ -70,7 +70,9 @@ class Sampler:
 
     Each read runs on a worker thread and is waited for at most `read_timeout_s`; while a read
     is stuck no new one starts, the failure is counted as TIMEOUT and the GPUs keep their last
-    readings (with their old timestamps), so consumers see the data going stale.
+    readings (with their old timestamps), so consumers see the data going stale. With
+    `read_inline`, reads run on the caller's thread instead: for virtual-time callers (the
+    simulations) whose source cannot hang, and who sample thousands of times a second.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Sampler:
         interval_s: float = 1.0,
         read_timeout_s: float | None = None,
         clock: Clock | None = None,
+        read_inline: bool = False,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval must be positive, got {interval_s} s")
@@ -87,7 +90,7 @@ class Sampler:
         self._interval_s = interval_s
         self._read_timeout_s = interval_s if read_timeout_s is None else read_timeout_s
         self._clock = clock or SystemClock()
-        self._worker = _ReadWorker(source)
+        self._worker = None if read_inline else _ReadWorker(source)
         self._pending: Future[SourceReading] | None = None
         self._failures: Counter[str] = Counter()
         self._dropped: Counter[str] = Counter()
@@ -134,7 +137,7 @@ class Sampler:
             return self._latest
         started = self._clock.monotonic()
         if self._pending is None or self._pending.done():
-            self._pending = self._worker.submit()
+            self._pending = self._submit()
         try:
             reading = self._pending.result(timeout=self._read_timeout_s)
         except TimeoutError:
@@ -150,6 +153,17 @@ class Sampler:
                 self._pending = None
         return self._publish_reading(reading, self._clock.monotonic() - started)
 
+    def _submit(self) -> Future[SourceReading]:
+        """Start one read: on the worker thread, or done at once on this one (`read_inline`)."""
+        if self._worker is not None:
+            return self._worker.submit()
+        future: Future[SourceReading] = Future()
+        try:
+            future.set_result(self._source.read())
+        except BaseException as exc:  # noqa: BLE001 - every failure goes to the waiting sampler, as from the thread
+            future.set_exception(exc)
+        return future
+
     def start(self) -> None:
         """Sample on a background thread until `stop()`; the first sample is taken at once."""
         if self._thread is not None:
@@ -162,7 +176,8 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self._worker.close()
+        if self._worker is not None:
+            self._worker.close()
         if self._pending is None or self._pending.done():
             self._source.close()
         else:

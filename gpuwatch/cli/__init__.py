@@ -9,6 +9,7 @@ from gpuwatch.cli.admit import admit
 from gpuwatch.cli.check import check
 from gpuwatch.cli.record import record
 from gpuwatch.cli.serve import serve
+from gpuwatch.cli.simulate import simulate
 from gpuwatch.cli.status import status
 
 
@@ -23,3 +24,4 @@ main.add_command(record)
 main.add_command(admit)
 main.add_command(check)
 main.add_command(serve)
+main.add_command(simulate)

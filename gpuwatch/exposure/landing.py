@@ -15,16 +15,22 @@ ROUTES = (
     ("/v1/admit/nginx?class=default", "The same for nginx auth_request: denies with 403."),
     ("/v1/admit/envoy?class=default", "The same for Envoy ext_authz: denies with 429."),
     ("/readyz", "200 while /v1/admit admits class default (node state and some GPU allow it), else 503."),
+    ("/metrics", "Prometheus metrics: readings, margins, predictions, states, admissions."),
     ("/healthz", "200 while the daemon is alive."),
     ("/openapi.json", "OpenAPI 3.1 description of every route."),
 )
 
 
-def landing_page() -> str:
+def routes(telemetry_path: str = "/metrics") -> tuple[tuple[str, str], ...]:
+    """ROUTES with the metrics where --web.telemetry-path puts them."""
+    return tuple((telemetry_path if path == "/metrics" else path, about) for path, about in ROUTES)
+
+
+def landing_page(telemetry_path: str = "/metrics") -> str:
     """The page; static, so it is rendered once at start."""
     items = "\n".join(
         f'    <li><a href="{link}"><code>{link}</code></a> — {html.escape(about)}</li>'
-        for link, about in ((html.escape(path), about) for path, about in ROUTES)
+        for link, about in ((html.escape(path), about) for path, about in routes(telemetry_path))
     )
     return f"""<!doctype html>
 <html lang="en">

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,13 +49,24 @@ def bound_addresses(server: asyncio.Server) -> list[str]:
 
 
 async def listen(
-    address: ListenAddress, protocol_factory: Callable[[], asyncio.Protocol], *, backlog: int = 1024
+    address: ListenAddress,
+    protocol_factory: Callable[[], asyncio.Protocol],
+    *,
+    backlog: int = 1024,
+    tls: ssl.SSLContext | None = None,
+    tls_handshake_timeout_s: float | None = None,
 ) -> asyncio.Server:
-    """Bind and start serving; raises OSError (e.g. address in use) naming the address."""
+    """Bind and start serving (TLS with `tls`); raises OSError (e.g. address in use) naming the address."""
     loop = asyncio.get_running_loop()
     try:
         return await loop.create_server(
-            protocol_factory, host=address.host, port=address.port, backlog=backlog, reuse_address=True
+            protocol_factory,
+            host=address.host,
+            port=address.port,
+            backlog=backlog,
+            reuse_address=True,
+            ssl=tls,
+            ssl_handshake_timeout=tls_handshake_timeout_s if tls is not None else None,
         )
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {address}: {exc.strerror or exc}") from exc

@@ -190,11 +190,28 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
     }
 
 
+def _metrics_operation() -> Json:
+    text = {"schema": {"type": "string"}}
+    return _plain_operation(
+        "Prometheus metrics (gzip when accepted); the path is --web.telemetry-path",
+        {
+            "200": {
+                "description": "Prometheus text format 0.0.4.",
+                "content": {"text/plain; version=0.0.4; charset=utf-8": text},
+            },
+            "503": {
+                "description": "More scrapes in progress than --web.max-requests allows.",
+                "content": {"text/plain": text},
+            },
+        },
+    )
+
+
 def _plain_operation(summary: str, responses: Json) -> Json:
     return {"get": {"summary": summary, "responses": responses}}
 
 
-def openapi_document() -> Json:
+def openapi_document(telemetry_path: str = "/metrics") -> Json:
     """The whole document; every route also answers HEAD with the GET headers."""
     held = "Held back: do not start the job; ask again after Retry-After seconds."
     paths = {
@@ -221,6 +238,7 @@ def openapi_document() -> Json:
         "/openapi.json": _plain_operation(
             "This document", {"200": {"description": "OpenAPI 3.1.", "content": {"application/json": {}}}}
         ),
+        telemetry_path: _metrics_operation(),
     }
     return {
         "openapi": "3.1.0",

@@ -79,13 +79,16 @@ class ServerThread:
         decision: NodeDecision,
         expiry: Callable[[NodeDecision, float], NodeDecision] | None = None,
         limits: ConnectionLimits | None = None,
+        **server_options: object,
     ) -> None:
         self.board = Board("sim:test", expiry or (lambda d, _now: d))
         self.board.publish(decision)
         self._loop = new_event_loop()
         self._stop = asyncio.Event()
         address = [parse_listen_address("127.0.0.1:0")]
-        self.server = ExposureServer(self.board, address, address, expiry_check_s=0.05, limits=limits)
+        self.server = ExposureServer(
+            self.board, address, address, expiry_check_s=0.05, limits=limits, **server_options
+        )
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
 

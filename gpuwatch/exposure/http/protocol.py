@@ -1,14 +1,19 @@
 """One HTTP/1.1 connection: httptools parses, the router answers, with keep-alive and pipelining.
 
 Responses to requests that arrive together (pipelined) are collected while the chunk is parsed
-and written with one call, in order. Limits: request target 8 KiB (414), header fields 16 KiB
-(431); anything llhttp cannot parse gets 400; each of those closes the connection.
+and written with one call, in order. The router may answer with a future (a scrape rendered on
+a worker thread, a password checked with bcrypt); answers after it wait for it, so responses
+always leave in request order, and the connection reads no further requests meanwhile. Limits:
+request target 8 KiB (414), header fields 16 KiB (431); anything llhttp cannot parse gets 400;
+each of those closes the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 import httptools
@@ -23,6 +28,8 @@ MAX_HEADER_BYTES = 16 * 1024
 # huge single header); the slack covers the request line and the CRLFs.
 _MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024
 _CLASS_HEADER = b"x-gpuwatch-class"
+_AUTHORIZATION = b"authorization"
+_ACCEPT_ENCODING = b"accept-encoding"
 _HEAD = b"HEAD"
 _CRLF = b"\r\n"
 _CLOSE = b"Connection: close\r\n"
@@ -36,12 +43,35 @@ MALFORMED = error_response(400, "malformed_request", "the request is not valid H
 INTERNAL_ERROR = error_response(500, "internal_error", "gpuwatch failed to answer; see its log")
 
 
+Answer = Response | asyncio.Future[Response]
+
+
+class RequestHeaders:
+    """The header fields the routes read, as sent (None: absent); one per request."""
+
+    __slots__ = ("accept_encoding", "authorization", "class_header")
+
+    def __init__(self) -> None:
+        self.class_header: bytes | None = None  # X-GPUWatch-Class
+        self.authorization: bytes | None = None
+        self.accept_encoding: bytes | None = None
+
+
 class Router(Protocol):
     """Answers one parsed request."""
 
-    def respond(self, method: bytes, target: bytes, class_header: bytes | None) -> Response:
-        """The response to `method target`, with the X-GPUWatch-Class header value if sent."""
+    def respond(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:
+        """The response to `method target` with those header fields, or a future of it."""
         ...
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A response not sent yet because it, or one before it, is not ready."""
+
+    answer: Answer
+    connection: bytes  # the Connection header line it goes out with, or b""
+    head_only: bool  # a HEAD request: no body
 
 
 class Refused(Exception):  # noqa: N818 - a signal out of the parser callbacks, not an error
@@ -62,8 +92,11 @@ class HttpProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._out: list[bytes] = []
+        self._waiting: deque[_Waiting] = deque()
         self._target = b""
-        self._class_header: bytes | None = None
+        self._headers = RequestHeaders()
+        self._writing_paused = False
+        self._reading_paused = False
         self._header_bytes = 0
         self._head_bytes = 0
         self._in_head = False
@@ -80,19 +113,32 @@ class HttpProtocol(asyncio.Protocol):
         self._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002 - asyncio's signature
-        """Forget the connection."""
+        """Forget the connection; answers still being made are dropped when they come."""
         self._connections.discard(self)
         self._closing = True
+        self._transport = None
 
     def pause_writing(self) -> None:
         """The client is not reading: stop reading its requests until it does."""
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._writing_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
         """The client reads again."""
-        if self._transport is not None and not self._closing:
-            self._transport.resume_reading()
+        self._writing_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read requests only while the client reads answers and none is waiting to be made."""
+        transport = self._transport
+        pause = self._writing_paused or bool(self._waiting)
+        if transport is None or pause == self._reading_paused or (self._closing and not pause):
+            return
+        self._reading_paused = pause
+        if pause:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         """Parse a chunk; answer every request completed in it with one write."""
@@ -117,10 +163,15 @@ class HttpProtocol(asyncio.Protocol):
                 self._refuse(TOO_LARGE_HEADERS)
         self._flush()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether an answer is still being made (the connection is busy, not idle)."""
+        return bool(self._waiting)
+
     def close_when_idle(self) -> None:
-        """Shutdown: close now if between requests, else right after the current answer."""
+        """Shutdown: close now if between requests, else right after the answers owed."""
         self._closing = True
-        if not self.in_message and self._transport is not None:
+        if not self.in_message and not self._waiting and self._transport is not None:
             self._transport.close()
 
     def abort(self) -> None:
@@ -136,7 +187,7 @@ class HttpProtocol(asyncio.Protocol):
             raise Refused(None)  # requests pipelined after a close are not answered
         self.in_message = self._in_head = True
         self._target = b""
-        self._class_header = None
+        self._headers = RequestHeaders()
         self._header_bytes = self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -150,8 +201,14 @@ class HttpProtocol(asyncio.Protocol):
         self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._header_bytes > MAX_HEADER_BYTES:
             raise Refused(TOO_LARGE_HEADERS)
-        if len(name) == len(_CLASS_HEADER) and name.lower() == _CLASS_HEADER:
-            self._class_header = value
+        # Compared by length first: most fields are none of these, and lower() costs more.
+        size = len(name)
+        if size == len(_CLASS_HEADER) and name.lower() == _CLASS_HEADER:
+            self._headers.class_header = value
+        elif size == len(_AUTHORIZATION) and name.lower() == _AUTHORIZATION:
+            self._headers.authorization = value
+        elif size == len(_ACCEPT_ENCODING) and name.lower() == _ACCEPT_ENCODING:
+            self._headers.accept_encoding = value
 
     def on_headers_complete(self) -> None:
         """The head is in; any body is read and ignored (no route takes one)."""
@@ -161,7 +218,7 @@ class HttpProtocol(asyncio.Protocol):
         """Answer the request."""
         parser = self._parser
         method = parser.get_method()
-        response = self._router.respond(method, self._target, self._class_header)
+        answer = self._router.respond(method, self._target, self._headers)
         # An Upgrade request is answered as plain HTTP (RFC 9110 §7.8 lets a server ignore the
         # upgrade), and the connection closed: what follows it would be another protocol.
         keep_alive = parser.should_keep_alive() and not self._closing and not parser.should_upgrade()
@@ -170,8 +227,11 @@ class HttpProtocol(asyncio.Protocol):
             self._closing = True
         else:
             connection = _KEEP_ALIVE if parser.get_http_version() == "1.0" else b""
-        body = b"" if method == _HEAD else response.body
-        self._out.append(response.head + self._date.line + connection + _CRLF + body)
+        if type(answer) is Response and not self._waiting:
+            body = b"" if method == _HEAD else answer.body
+            self._out.append(answer.head + self._date.line + connection + _CRLF + body)
+        else:
+            self._wait_for(answer, connection, head_only=method == _HEAD)
         self.in_message = False
 
     def _refuse(self, response: Response | None) -> None:
@@ -181,19 +241,57 @@ class HttpProtocol(asyncio.Protocol):
         reports them as an error).
         """
         if response is not None and not self._closing:
-            self._out.append(response.head + self._date.line + _CLOSE + _CRLF + response.body)
+            if self._waiting:
+                self._wait_for(response, _CLOSE, head_only=False)
+            else:
+                self._out.append(response.head + self._date.line + _CLOSE + _CRLF + response.body)
         self._closing = True
         self.in_message = False
+
+    def _wait_for(self, answer: Answer, connection: bytes, *, head_only: bool) -> None:
+        """Queue an answer behind those not sent yet; a future is sent when it is done."""
+        self._waiting.append(_Waiting(answer, connection, head_only))
+        if not isinstance(answer, Response):
+            answer.add_done_callback(self._answered)
+
+    def _answered(self, _answer: asyncio.Future[Response]) -> None:
+        self._flush()
+
+    def _release_ready(self) -> None:
+        """Move the answers at the head of the queue that are ready into the output, in order."""
+        while self._waiting:
+            waiting = self._waiting[0]
+            answer = waiting.answer
+            if isinstance(answer, Response):
+                response = answer
+            elif not answer.done():
+                return
+            elif answer.cancelled():  # shutting down
+                response = INTERNAL_ERROR
+            elif (error := answer.exception()) is not None:
+                log.error("answering a request failed", exc_info=error)
+                response = INTERNAL_ERROR
+            else:
+                response = answer.result()
+            self._waiting.popleft()
+            body = b"" if waiting.head_only else response.body
+            self._out.append(response.head + self._date.line + waiting.connection + _CRLF + body)
 
     def _flush(self) -> None:
         transport = self._transport
         if transport is None:
+            self._out.clear()
+            self._waiting.clear()
             return
+        if self._waiting:
+            self._release_ready()
         if self._out:
             transport.write(self._out[0] if len(self._out) == 1 else b"".join(self._out))
             self._out.clear()
-        if self._closing:
+        if self._closing and not self._waiting:
             transport.close()
+        elif self._waiting or self._reading_paused:
+            self._update_reading()
 
 
 class DateSource(Protocol):

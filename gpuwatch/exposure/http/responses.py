@@ -14,6 +14,7 @@ from gpuwatch.exposure.documents import JsonDict, error_document
 REASON_PHRASES = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,10 @@ from urllib.parse import parse_qsl
 import httptools
 
 from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.http.auth import BasicAuth, Verdict
+from gpuwatch.exposure.http.protocol import Answer, RequestHeaders
 from gpuwatch.exposure.http.responses import Response, error_response, json_response
+from gpuwatch.exposure.http.scrape import Scrapes
 from gpuwatch.exposure.publication import JITTER_BITS, AdmitRoute
 from gpuwatch.policy.admission import UnknownGpuError, parse_priority
 from gpuwatch.policy.decision import PriorityClass
@@ -38,6 +42,16 @@ METHOD_NOT_ALLOWED = error_response(
     405, "method_not_allowed", "only GET and HEAD are served", [("Allow", "GET, HEAD")]
 )
 HEALTHY = json_response(200, {"alive": True})
+# exporter-toolkit answers 401 with a bare `WWW-Authenticate: Basic`; a realm helps browsers.
+UNAUTHORIZED = error_response(
+    401,
+    "unauthorized",
+    "this gpuwatch needs HTTP basic authentication",
+    [("WWW-Authenticate", 'Basic realm="gpuwatch"')],
+)
+AUTH_BUSY = error_response(
+    503, "auth_busy", "too many logins are being checked; try again", [("Retry-After", "1")]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +97,72 @@ def _header_priority(value: bytes) -> PriorityClass | Response:
 
 
 class Routes:
-    """The router the HTTP protocol calls; every answer is read from the board's publication."""
+    """The router the HTTP protocol calls; every answer is read from the board's publication.
 
-    def __init__(self, board: Board, static: dict[bytes, Response]) -> None:
+    `scrapes` answers `telemetry_path` (None: not served); `auth` (when it names users) guards
+    every route.
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        static: dict[bytes, Response],
+        *,
+        telemetry_path: bytes = b"/metrics",
+        scrapes: Scrapes | None = None,
+        auth: BasicAuth | None = None,
+    ) -> None:
         self._board = board
         self._static = static
+        self._telemetry_path = telemetry_path if scrapes is not None else None
+        self._scrapes = scrapes
+        self._auth = auth
         self._counts = board.tally.counts
         self._queries: dict[bytes, AdmitQuery] = {}
         self._class_headers: dict[bytes, PriorityClass | Response] = {}
         self._pick = random.Random().getrandbits  # noqa: S311 - jitter, not security
 
-    def respond(self, method: bytes, target: bytes, class_header: bytes | None) -> Response:
-        """The response for one request."""
+    def respond(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:
+        """The response for one request, or a future of it."""
+        auth = self._auth
+        if auth is not None and auth.enabled:
+            verdict = auth.check(headers.authorization)
+            if verdict is Verdict.DENY:
+                return UNAUTHORIZED
+            if verdict is Verdict.BUSY:
+                return AUTH_BUSY
+            if verdict is not Verdict.ALLOW:
+                return asyncio.ensure_future(self._after_login(verdict, method, target, headers))
+        return self._route(method, target, headers)
+
+    async def _after_login(
+        self, verified: asyncio.Future[bool], method: bytes, target: bytes, headers: RequestHeaders
+    ) -> Response:
+        if not await verified:
+            return UNAUTHORIZED
+        answer = self._route(method, target, headers)
+        return answer if isinstance(answer, Response) else await answer
+
+    def _route(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:
         path, _, query = target.partition(b"?") if target[:1] == b"/" else _origin_form(target)
         if path == ENVOY_PATH or path.startswith(ENVOY_SUBPATHS):
-            return self._admit(AdmitRoute.ENVOY, query, class_header)
+            return self._admit(AdmitRoute.ENVOY, query, headers.class_header)
         if method not in _ALLOWED_METHODS:
-            known = path in ADMIT_PATHS or path in self._static or path in (b"/v1/state", b"/readyz")
+            known = (
+                path in ADMIT_PATHS
+                or path in self._static
+                or path in (b"/v1/state", b"/readyz", self._telemetry_path)
+            )
             return METHOD_NOT_ALLOWED if known else NOT_FOUND
         route = ADMIT_PATHS.get(path)
         if route is not None:
-            return self._admit(route, query, class_header)
+            return self._admit(route, query, headers.class_header)
+        if path == self._telemetry_path and self._scrapes is not None:
+            return self._scrapes.answer(headers.accept_encoding)
+        return self._page(path)
+
+    def _page(self, path: bytes) -> Response:
+        """/v1/state, /readyz or a static route."""
         if path == b"/v1/state":
             return self._board.current.state
         if path == b"/readyz":

@@ -6,16 +6,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from gpuwatch.exposure.agent import AgentProtocol
 from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.http.auth import BasicAuth
 from gpuwatch.exposure.http.protocol import HttpProtocol
 from gpuwatch.exposure.http.responses import Response, build_response, date_line, json_bytes
 from gpuwatch.exposure.http.routes import HEALTHY, Routes
+from gpuwatch.exposure.http.scrape import Scrapes
 from gpuwatch.exposure.landing import landing_page
 from gpuwatch.exposure.listen import ListenAddress, bound_addresses, listen
+from gpuwatch.exposure.metrics.exposition import CONTENT_TYPE, MetricsExposition
 from gpuwatch.exposure.openapi import openapi_document
+from gpuwatch.exposure.webwatch import WebSecurity
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +33,32 @@ class ConnectionLimits:
     request_timeout_s: int = 10  # a request still incomplete after this: dropped (slowloris)
 
 
+@dataclass(frozen=True, slots=True)
+class WebOptions:
+    """The exporter-style web flags: telemetry path, concurrent scrapes (0: no limit), web config."""
+
+    telemetry_path: str = "/metrics"
+    max_requests: int = 40
+    security: WebSecurity = field(default_factory=WebSecurity)
+
+
 # How long shutdown waits for requests in flight before dropping their connections, s.
 SHUTDOWN_GRACE_S = 5.0
+# Worker threads: a scrape needs one only when the decision it describes was not rendered by the
+# sampler (the board expired a stale one), and a bcrypt check only for a header not verified yet;
+# two of each keep such work off the event loop without competing for the CPU.
+_SCRAPE_THREADS = 2
+_AUTH_THREADS = 2
 
 
-def static_routes() -> dict[bytes, Response]:
+def static_routes(telemetry_path: str = "/metrics") -> dict[bytes, Response]:
     """Responses that never change: health, landing page, OpenAPI document."""
+    page = landing_page(telemetry_path).encode()
+    document = json_bytes(openapi_document(telemetry_path))
     return {
         b"/healthz": HEALTHY,
-        b"/": build_response(200, "text/html; charset=utf-8", landing_page().encode()),
-        b"/openapi.json": build_response(200, "application/json", json_bytes(openapi_document())),
+        b"/": build_response(200, "text/html; charset=utf-8", page),
+        b"/openapi.json": build_response(200, "application/json", document),
     }
 
 
@@ -56,9 +77,12 @@ class DateLine:
 
 
 class ExposureServer:
-    """Serves the board over HTTP and the HAProxy agent protocol until `stop()`."""
+    """Serves the board over HTTP (TLS and basic auth per `web`) and the HAProxy agent protocol.
 
-    def __init__(
+    `metrics` is served at the telemetry path; without one, an exposition of the board alone.
+    """
+
+    def __init__(  # noqa: PLR0913 - keyword-only past the addresses; each is one concern
         self,
         board: Board,
         http_addresses: Sequence[ListenAddress],
@@ -66,14 +90,27 @@ class ExposureServer:
         *,
         expiry_check_s: float,
         limits: ConnectionLimits | None = None,
+        metrics: MetricsExposition | None = None,
+        web: WebOptions | None = None,
     ) -> None:
         self._board = board
         self._http_addresses = http_addresses
         self._agent_addresses = agent_addresses
         self._expiry_check_s = expiry_check_s
         self._limits = limits or ConnectionLimits()
+        self._web = web or WebOptions()
         self._date = DateLine()
-        self._routes = Routes(board, static_routes())
+        self._scrape_threads = ThreadPoolExecutor(_SCRAPE_THREADS, thread_name_prefix="gpuwatch-scrape")
+        self._auth_threads = ThreadPoolExecutor(_AUTH_THREADS, thread_name_prefix="gpuwatch-auth")
+        exposition = metrics or MetricsExposition(board, interval_s=None)
+        self.scrapes = Scrapes(exposition, CONTENT_TYPE, self._web.max_requests, self._scrape_threads)
+        self._routes = Routes(
+            board,
+            static_routes(self._web.telemetry_path),
+            telemetry_path=self._web.telemetry_path.encode(),
+            scrapes=self.scrapes,
+            auth=BasicAuth(self._web.security, self._auth_threads),
+        )
         self._connections: set[HttpProtocol] = set()
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -82,8 +119,10 @@ class ExposureServer:
 
     async def start(self) -> None:
         """Bind every listener (OSError if one cannot be bound) and start the timers."""
+        tls = self._web.security.listener_context()
+        timeout_s = self._limits.request_timeout_s
         for address in self._http_addresses:
-            server = await listen(address, self._http_connection)
+            server = await listen(address, self._http_connection, tls=tls, tls_handshake_timeout_s=timeout_s)
             self._servers.append(server)
             self.http_bound.extend(bound_addresses(server))
         for address in self._agent_addresses:
@@ -92,9 +131,11 @@ class ExposureServer:
             self.agent_bound.extend(bound_addresses(server))
         self._tasks.append(asyncio.get_running_loop().create_task(self._date.run()))
         self._every(1.0, self._sweep_idle)
+        self._every(1.0, self._refresh_web_config)
         self._every(self._expiry_check_s, self._check_expiry)
+        scheme = "HTTPS" if self._web.security.tls else "HTTP"
         for bound in self.http_bound:
-            log.info("serving HTTP on %s", bound)
+            log.info("serving %s on %s", scheme, bound)
         for bound in self.agent_bound:
             log.info("serving the HAProxy agent on %s", bound)
 
@@ -114,6 +155,8 @@ class ExposureServer:
             connection.abort()
         for server in self._servers:
             await server.wait_closed()
+        self._scrape_threads.shutdown(wait=False, cancel_futures=True)
+        self._auth_threads.shutdown(wait=False, cancel_futures=True)
 
     def _http_connection(self) -> HttpProtocol:
         return HttpProtocol(self._routes, self._date, self._connections)
@@ -127,13 +170,16 @@ class ExposureServer:
     def _every(self, period_s: float, action: Callable[[], None]) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(_repeat(period_s, action)))
 
+    def _refresh_web_config(self) -> None:
+        self._web.security.refresh()
+
     def _check_expiry(self) -> None:
         self._board.check_expiry(time.monotonic())
 
     def _sweep_idle(self) -> None:
         """Close connections idle past their limit; runs once a second."""
         for connection in list(self._connections):
-            if connection.activity != connection.swept_activity:
+            if connection.activity != connection.swept_activity or connection.waiting:
                 connection.swept_activity, connection.idle_sweeps = connection.activity, 0
                 continue
             connection.idle_sweeps += 1

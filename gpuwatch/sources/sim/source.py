@@ -7,10 +7,12 @@ import random
 import re
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from gpuwatch.clock import Clock
 from gpuwatch.model import GpuIdentity, GpuSample
 from gpuwatch.sources.base import SourceError, SourceReading
+from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.gpu import SimGpu
 from gpuwatch.sources.sim.profiles import PROFILES, SkuProfile, find_profile
 from gpuwatch.sources.sim.scenario import (
@@ -106,6 +108,15 @@ def sim_identity(index: int, profile: SkuProfile, seed: int) -> GpuIdentity:
         memory_clock_max_hz=profile.memory_clock_max_mhz * 1e6,
         memory_total_bytes=profile.memory_total_bytes,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPhysics:
+    """One simulated GPU's exact physics at an instant, unrounded, for closed-loop simulations."""
+
+    profile: SkuProfile
+    state: physics.GpuState  # latched: `hw_slowdown` is what holds now
+    conditions: physics.Conditions
 
 
 class SimSource:
@@ -237,6 +248,15 @@ class SimSource:
         with self._lock:
             self._advance()
             return self._gpus[self._checked(gpu)].clock_ratio()
+
+    def physics_now(self) -> tuple[GpuPhysics, ...]:
+        """Every GPU's exact physics now, by index: what readings round, and what jobs run at."""
+        with self._lock:
+            self._advance()
+            return tuple(
+                GpuPhysics(gpu.profile, physics.latch(gpu.profile, gpu.state), gpu.conditions())
+                for gpu in self._gpus
+            )
 
     def _advance(self) -> None:
         """Bring every GPU to the clock's now, applying scenario events on the way."""

@@ -1,0 +1,1 @@
+"""Prometheus exposition: the gpuwatch_* collector, dcgm-exporter compatible families, rendering."""

@@ -1,0 +1,33 @@
+"""The ways of admitting jobs compared by `gpuwatch simulate`: none, static, gpuwatch, oracle."""
+
+from __future__ import annotations
+
+from gpuwatch.simulate.cluster import Cluster
+from gpuwatch.simulate.controllers.base import Controller
+from gpuwatch.simulate.controllers.gpuwatch import GpuwatchController
+from gpuwatch.simulate.controllers.none import NoneController
+from gpuwatch.simulate.controllers.oracle import OracleController
+from gpuwatch.simulate.controllers.static import StaticController
+from gpuwatch.simulate.scenario import Scenario
+
+CONTROLLERS = ("none", "static", "gpuwatch", "oracle")
+
+
+def make_controller(name: str, scenario: Scenario, cluster: Cluster, *, tick_s: float) -> Controller:
+    """The controller called `name` (one of CONTROLLERS) for a fresh cluster."""
+    if name == "none":
+        return NoneController(cluster)
+    if name == "static":
+        return StaticController(cluster, scenario.static)
+    if name == "gpuwatch":
+        return GpuwatchController(
+            cluster, scenario.policy, scenario.interval_s, scenario.jobs.priority, seed=scenario.seed
+        )
+    if name == "oracle":
+        return OracleController(
+            cluster, scenario.oracle, scenario.events, tick_s=tick_s, interval_s=scenario.interval_s
+        )
+    raise ValueError(f"unknown controller {name!r}; choose from {', '.join(CONTROLLERS)}")
+
+
+__all__ = ["CONTROLLERS", "Controller", "make_controller"]

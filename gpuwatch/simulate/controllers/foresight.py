@@ -1,0 +1,70 @@
+"""The oracle's look ahead: a GPU's exact temperature path while the jobs it would run play out.
+
+The sim's physics is first order with power constant between load changes, so the path is
+exact in closed form, one exponential per stretch of constant power: no stepping. Power changes
+only when a job ends (on the tick after its work is done, as the engine ends it) or when a
+scheduled event changes the inlet or the cooling. On each stretch the temperature moves
+monotonically towards that stretch's steady state, so the peak is at a stretch's end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpuwatch.sources.sim import physics
+from gpuwatch.sources.sim.source import GpuPhysics
+
+# Job ends and event times closer than this are the same instant, s.
+_EPSILON_S = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A scheduled change to one GPU's surroundings, `after_s` seconds from now."""
+
+    after_s: float
+    inlet_c: float | None = None
+    cooling_factor: float | None = None
+
+
+def peak_temperature_c(
+    gpu: GpuPhysics, works_s: Sequence[float], changes: Sequence[Change], tick_s: float, horizon_s: float
+) -> float:
+    """The highest die temperature from now until the jobs (work left, full-clock s) end or the horizon.
+
+    Assumes no thermal slowdown on the way (clocks held only by the power cap): if the peak is
+    below the max-operating temperature, that assumption holds and the answer is exact.
+    """
+    conditions = gpu.conditions
+    temperature_c, peak_c, t_s = gpu.state.temperature_c, gpu.state.temperature_c, 0.0
+    works = sorted(works_s)
+    pending = sorted(changes, key=lambda change: change.after_s)
+    cool = dataclasses.replace(gpu.state, temperature_c=-math.inf, hw_slowdown=False)
+    while works and t_s < horizon_s:
+        conditions = dataclasses.replace(conditions, jobs=len(works))
+        point = physics.operating_point(gpu.profile, cool, conditions)
+        ratio = point.sm_clock_mhz / gpu.profile.sm_clock_max_mhz
+        next_end_s = math.ceil((t_s + works[0] / ratio) / tick_s - _EPSILON_S) * tick_s
+        next_change_s = pending[0].after_s if pending else math.inf
+        until_s = min(next_end_s, next_change_s, horizon_s)
+        steady_c = physics.steady_temperature_c(gpu.profile, conditions, point.power_w)
+        tau_s = gpu.profile.thermal.time_constant_s * conditions.cooling_factor
+        temperature_c = steady_c + (temperature_c - steady_c) * math.exp(-(until_s - t_s) / tau_s)
+        peak_c = max(peak_c, temperature_c)
+        works = [w - ratio * (until_s - t_s) for w in works]
+        works = [w for w in works if w > _EPSILON_S]
+        while pending and pending[0].after_s <= until_s + _EPSILON_S:
+            conditions = _changed(conditions, pending.pop(0))
+        t_s = until_s
+    return peak_c
+
+
+def _changed(conditions: physics.Conditions, change: Change) -> physics.Conditions:
+    return dataclasses.replace(
+        conditions,
+        inlet_c=conditions.inlet_c if change.inlet_c is None else change.inlet_c,
+        cooling_factor=conditions.cooling_factor if change.cooling_factor is None else change.cooling_factor,
+    )

@@ -1,0 +1,68 @@
+"""The virtual-time loop: one run of a scenario under one controller.
+
+Time moves in ticks of at most half a second (a whole fraction of the sampling interval). Each
+tick: the jobs progress at their GPUs' clock ratios and those done end; the physics is read; at
+sampling instants the controller samples; the gateway starts what may start; GPUs whose jobs
+changed are read again. Power changes only on ticks, so the sim's exact RC step runs from tick to
+tick and the slowdown seconds counted per tick are exact.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from gpuwatch.simulate.cluster import Cluster
+from gpuwatch.simulate.controllers import make_controller
+from gpuwatch.simulate.gateway import Gateway
+from gpuwatch.simulate.metrics import ControllerResult, Recorder
+from gpuwatch.simulate.scenario import Scenario
+from gpuwatch.simulate.workload import Job
+
+MAX_TICK_S = 0.5
+# Called now and then with the virtual seconds done, for a progress bar.
+Tick = Callable[[float], None]
+
+
+def tick_s(interval_s: float) -> float:
+    """The longest tick of at most MAX_TICK_S that divides the sampling interval."""
+    return interval_s / math.ceil(interval_s / MAX_TICK_S - 1e-9)
+
+
+def run_one(
+    scenario: Scenario, controller_name: str, jobs: tuple[Job, ...], on_sample: Tick | None = None
+) -> ControllerResult:
+    """One controller's run over `jobs`, from virtual time 0 to the scenario's duration."""
+    tick = tick_s(scenario.interval_s)
+    per_sample = round(scenario.interval_s / tick)
+    cluster = Cluster(scenario)
+    controller = make_controller(controller_name, scenario, cluster, tick_s=tick)
+    recorder = Recorder(cluster)
+    gateway = Gateway(jobs, controller, cluster, recorder)
+    ticks = round(scenario.duration_s / tick)
+    try:
+        for step in range(ticks + 1):
+            now_s = step * tick
+            if step:
+                cluster.clock.advance(now_s - cluster.clock.monotonic())
+                for node in cluster.nodes:
+                    recorder.completed(node.progress(tick, now_s))
+            sampling = step % per_sample == 0
+            cluster.refresh()
+            if sampling:
+                controller.observe(now_s)
+            gateway.step(now_s)
+            cluster.refresh(changed_only=True)
+            if sampling:
+                recorder.sample(now_s, controller.levels(), gateway.waiting)
+                if on_sample is not None:
+                    on_sample(now_s)
+            if step < ticks:
+                recorder.interval(tick)
+        waiting = gateway.finish(scenario.duration_s)
+    finally:
+        controller.close()
+        cluster.close()
+    running = sum(len(on_gpu) for node in cluster.nodes for on_gpu in node.running)
+    arrived = sum(1 for job in jobs if job.arrival_s <= scenario.duration_s)
+    return recorder.result(controller_name, arrived, waiting + running)

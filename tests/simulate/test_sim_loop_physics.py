@@ -1,0 +1,129 @@
+"""The sim's physics as the simulate loop drives it: steady state, time constant, slowed jobs, look-ahead."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from sim_loop_helpers import one_gpu
+
+from gpuwatch.simulate.cluster import Cluster
+from gpuwatch.simulate.controllers.foresight import Change, peak_temperature_c
+from gpuwatch.simulate.engine import run_one
+from gpuwatch.simulate.workload import Job
+from gpuwatch.sources.sim import physics
+from gpuwatch.sources.sim.profiles import H100_SXM
+
+R = H100_SXM.thermal.resistance_c_per_w  # °C/W of the well-cooled board
+TAU = H100_SXM.thermal.time_constant_s  # s
+IDLE_W, JOB_W = H100_SXM.power_idle_w, H100_SXM.job.power_w
+
+
+def held_jobs(count: int, at_s: float = 0.0) -> tuple[Job, ...]:
+    """`count` jobs arriving at `at_s`, long enough to run through any test."""
+    return tuple(Job(i, at_s, 1e6, at_s + 1e6) for i in range(count))
+
+
+class TestSteadyState:
+    """Run through the engine, a GPU drawing constant power settles at T_inlet + R·P."""
+
+    @pytest.mark.parametrize(("jobs", "inlet_c", "cooling"), [(1, 25.0, 1.0), (2, 30.0, 1.0), (3, 22.0, 1.5)])
+    def test_settles_at_inlet_plus_r_times_p(self, jobs, inlet_c, cooling):
+        scenario = one_gpu(inlet_c=inlet_c, cooling_factor=cooling, duration_s=30 * TAU * cooling)
+        result = run_one(scenario, "none", held_jobs(jobs))
+        power_w = IDLE_W + jobs * JOB_W
+        assert result.timeline.temperatures_c[-1][0] == pytest.approx(
+            inlet_c + R * cooling * power_w, abs=0.01
+        )
+
+    def test_energy_is_power_times_time(self):
+        scenario = one_gpu(duration_s=600.0)
+        result = run_one(scenario, "none", held_jobs(2))
+        assert result.energy_kwh == pytest.approx((IDLE_W + 2 * JOB_W) * 600.0 / 3.6e6, rel=1e-3)
+
+
+class TestTimeConstant:
+    """After a power step the temperature covers 1 - 1/e of the way in one time constant, R·C·factor."""
+
+    @pytest.mark.parametrize("cooling", [1.0, 2.0])
+    def test_one_tau_covers_63_percent(self, cooling):
+        tau_s = TAU * cooling
+        scenario = one_gpu(cooling_factor=cooling, duration_s=400.0 + 2 * tau_s)
+        result = run_one(scenario, "none", held_jobs(3, at_s=400.0))
+        line = result.timeline
+        before = line.temperatures_c[line.times_s.index(400.0)][0]
+        after = line.temperatures_c[line.times_s.index(400.0 + tau_s)][0]
+        steady = 25.0 + R * cooling * (IDLE_W + 3 * JOB_W)
+        assert (after - before) / (steady - before) == pytest.approx(1 - math.exp(-1), abs=0.01)
+
+
+class TestJobProgress:
+    """Work progresses at the clock ratio: a job takes twice as long while its GPU runs at half clocks."""
+
+    def test_half_clocks_double_the_duration(self):
+        cluster = Cluster(one_gpu())
+        node = cluster.nodes[0]
+        node.start(Job(0, 0.0, 10.0, 100.0), 0, 0.0)
+        node.refresh()
+        node.views = (dataclasses.replace(node.views[0], clock_ratio=0.5),)
+        ended = []
+        for step in range(1, 41):
+            cluster.clock.advance(0.5)
+            ended += node.progress(0.5, step * 0.5)
+        assert [done.ended_s for done in ended] == [pytest.approx(20.0)]
+
+    def test_full_clocks_keep_the_duration(self):
+        cluster = Cluster(one_gpu())
+        node = cluster.nodes[0]
+        node.start(Job(0, 0.0, 10.0, 100.0), 0, 0.0)
+        node.refresh()
+        ended = [done for step in range(1, 41) for done in node.progress(0.5, step * 0.5)]
+        assert [done.ended_s for done in ended] == [pytest.approx(10.0)]
+
+
+class TestForesight:
+    """The oracle's closed-form look-ahead equals stepping the sim's physics tick by tick."""
+
+    @pytest.mark.parametrize(
+        ("works", "changes"),
+        [
+            ((30.0, 12.5, 7.25), ()),
+            ((40.0,), (Change(10.0, inlet_c=40.0),)),
+            ((25.0, 25.0), (Change(5.0, cooling_factor=2.0),)),
+        ],
+    )
+    def test_peak_matches_stepping(self, works, changes):
+        start = physics.GpuState(temperature_c=55.0, memory_temperature_c=50.0)
+        conditions = physics.Conditions(
+            jobs=len(works), inlet_c=25.0, power_limit_w=700.0, cooling_factor=1.5
+        )
+        gpu = _physics(start, conditions)
+        expected = _stepped_peak(start, conditions, list(works), list(changes))
+        assert peak_temperature_c(gpu, works, changes, 0.5, 600.0) == pytest.approx(expected, abs=1e-9)
+
+
+def _physics(state, conditions):
+    from gpuwatch.sources.sim.source import GpuPhysics  # noqa: PLC0415
+
+    return GpuPhysics(H100_SXM, state, conditions)
+
+
+def _stepped_peak(state, conditions, works, changes, tick_s=0.5):
+    """The peak, stepping the sim's physics one tick at a time as the engine does."""
+    peak, t_s = state.temperature_c, 0.0
+    while works:
+        while changes and changes[0].after_s <= t_s + 1e-9:
+            change = changes.pop(0)
+            conditions = dataclasses.replace(
+                conditions,
+                inlet_c=change.inlet_c or conditions.inlet_c,
+                cooling_factor=change.cooling_factor or conditions.cooling_factor,
+            )
+        conditions = dataclasses.replace(conditions, jobs=len(works))
+        ratio = physics.operating_point(H100_SXM, state, conditions).sm_clock_mhz / H100_SXM.sm_clock_max_mhz
+        state = physics.step(H100_SXM, state, conditions, tick_s)
+        t_s += tick_s
+        peak = max(peak, state.temperature_c)
+        works = [w - ratio * tick_s for w in works if w > ratio * tick_s + 1e-9]
+    return peak
