@@ -6,6 +6,7 @@ import tomllib
 from pathlib import Path
 
 from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
+from gpuwatch.tomlcheck import where
 from gpuwatch.tomlkeys import decode_error_line, locate
 
 TABLES = ("policy",)
@@ -30,22 +31,16 @@ def parse_config(text: str, source: str = "<config>") -> PolicyConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = decode_error_line(exc)
-        raise ConfigFileError(f"{_where(source, line)}: not valid TOML: {exc}") from exc
+        raise ConfigFileError(f"{where(source, line)}: not valid TOML: {exc}") from exc
     for key in data:
         if key not in TABLES:
             problem = f"unknown table or key; expected one of: {', '.join(f'[{t}]' for t in TABLES)}"
-            raise ConfigFileError(f"{_where(source, locate(text, (key,)))}: {key}: {problem}")
+            raise ConfigFileError(f"{where(source, locate(text, (key,)))}: {key}: {problem}")
     policy = data.get("policy", {})
     if not isinstance(policy, dict):
-        raise ConfigFileError(
-            f"{_where(source, locate(text, ('policy',)))}: policy: must be a table [policy]"
-        )
+        raise ConfigFileError(f"{where(source, locate(text, ('policy',)))}: policy: must be a table [policy]")
     try:
         return PolicyConfig.from_mapping(policy)
     except PolicyConfigError as exc:
         line = locate(text, ("policy", exc.key))
-        raise ConfigFileError(f"{_where(source, line)}: {exc}") from exc
-
-
-def _where(source: str, line: int | None) -> str:
-    return source if line is None else f"{source}:{line}"
+        raise ConfigFileError(f"{where(source, line)}: {exc}") from exc

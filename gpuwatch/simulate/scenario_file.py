@@ -54,9 +54,10 @@ from gpuwatch.simulate.scenario import (
     ScenarioEvent,
     StaticSettings,
 )
-from gpuwatch.simulate.toml_checks import TomlChecker, where
+from gpuwatch.simulate.toml_checks import ScenarioChecker
 from gpuwatch.sources.base import SourceError
 from gpuwatch.sources.sim.source import scenario_from_spec
+from gpuwatch.tomlcheck import where
 from gpuwatch.tomlkeys import KeyPath, decode_error_line
 
 _TOP = ("title", "seed", "duration_s", "interval_s", "nodes", "arrivals", "jobs", "events")
@@ -106,7 +107,7 @@ def parse_scenario(text: str, source: str = "<scenario>", name: str = "scenario"
     return _Checker(text, source).scenario(data, name)
 
 
-class _Checker(TomlChecker):
+class _Checker(ScenarioChecker):
     """Turns parsed TOML into a Scenario, raising ScenarioError at the first bad key."""
 
     def __init__(self, text: str, source: str) -> None:

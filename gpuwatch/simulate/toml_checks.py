@@ -2,66 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from gpuwatch.simulate.scenario import ScenarioError
-from gpuwatch.tomlkeys import KeyPath, key_name, locate, show_value
+from gpuwatch.tomlcheck import TomlChecker
+from gpuwatch.tomlkeys import KeyPath
 
 
-def where(source: str, line: int | None) -> str:
-    """`FILE:LINE`, or just `FILE` when the line is unknown."""
-    return source if line is None else f"{source}:{line}"
-
-
-class TomlChecker:
-    """Reads values out of parsed TOML tables; the first bad one raises ScenarioError.
-
-    `ranges` gives each numeric key's (low, high); whole numbers are checked against the same.
-    """
+class ScenarioChecker(TomlChecker):
+    """The shared TOML checker, raising ScenarioError, plus what only simulate scenarios have."""
 
     def __init__(self, text: str, source: str, ranges: Mapping[str, tuple[float, float]]) -> None:
-        self._text = text
-        self._source = source
-        self._ranges = ranges
-
-    def fail(self, path: KeyPath, problem: str, value: object = None) -> ScenarioError:
-        """An error naming file, line, key and (when given) the value."""
-        line = locate(self._text, path)
-        got = "" if value is None else f" (got {show_value(value)})"
-        key = key_name(path) or "(top level)"
-        return ScenarioError(f"{where(self._source, line)}: {key}: {problem}{got}", key=key, line=line)
-
-    def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
-        """`value` as a table with no keys but `allowed`."""
-        if not isinstance(value, dict):
-            raise self.fail(path, "must be a table", value)
-        for key in value:
-            if key not in allowed:
-                raise self.fail((*path, key), f"unknown key; expected one of {', '.join(allowed)}")
-        return value
-
-    def number(self, table: dict[str, Any], path: KeyPath, key: str, default: float) -> float:
-        """A finite number within the key's range, or `default` when absent."""
-        value = table.get(key)
-        if value is None:
-            return default
-        low, high = self._ranges[key]
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or not low <= value <= high:
-            raise self.fail((*path, key), f"must be a number from {low:g} to {high:g}", value)
-        return float(value)
-
-    def integer(self, table: dict[str, Any], path: KeyPath, key: str, default: int) -> int:
-        """A whole number within the key's range, or `default` when absent."""
-        value = table.get(key)
-        if value is None:
-            return default
-        low, high = self._ranges[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail((*path, key), f"must be a whole number from {low:g} to {high:g}", value)
-        return value
+        super().__init__(text, source, ranges, ScenarioError)
 
     def text(self, table: dict[str, Any], path: KeyPath, key: str, default: str) -> str:
         """A string, or `default` when absent."""

@@ -13,9 +13,9 @@ from gpuwatch.sources.sim.scenario import (
     ScenarioError,
     ScenarioEvent,
     load_scenario,
-    locate,
     parse_scenario,
 )
+from gpuwatch.tomlkeys import locate
 
 SHIPPED = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"
 

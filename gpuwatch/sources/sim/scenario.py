@@ -28,7 +28,6 @@ See scenarios/cooling-fault.toml for a commented example.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,8 @@ from typing import Any
 
 from gpuwatch.sources.base import SourceError
 from gpuwatch.sources.sim.profiles import PROFILES, find_profile
-from gpuwatch.tomlkeys import KeyPath, decode_error_line, key_name, locate, show_value
+from gpuwatch.tomlcheck import TomlChecker
+from gpuwatch.tomlkeys import KeyPath, decode_error_line
 
 MAX_GPUS = 64
 DEFAULT_INLET_C = 25.0
@@ -116,50 +116,11 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
     return _Checker(text, source).scenario(data)
 
 
-class _Checker:
+class _Checker(TomlChecker):
     """Turns parsed TOML into a Scenario, raising ScenarioError at the first bad key."""
 
     def __init__(self, text: str, source: str) -> None:
-        self._text = text
-        self._source = source
-
-    def fail(self, path: KeyPath, problem: str, value: object = None) -> ScenarioError:
-        """An error naming file, line, key and (when given) the value."""
-        line = locate(self._text, path)
-        got = "" if value is None else f" (got {show_value(value)})"
-        key = key_name(path)
-        where = self._source if line is None else f"{self._source}:{line}"
-        return ScenarioError(f"{where}: {key}: {problem}{got}", key=key, line=line)
-
-    def table(self, value: object, path: KeyPath, allowed: tuple[str, ...]) -> dict[str, Any]:
-        """`value` as a table with no keys but `allowed`."""
-        if not isinstance(value, dict):
-            raise self.fail(path, "must be a table", value)
-        for key in value:
-            if key not in allowed:
-                raise self.fail((*path, key), f"unknown key; expected one of {', '.join(allowed)}")
-        return value
-
-    def number(self, table: dict[str, Any], path: KeyPath, key: str) -> float | None:
-        """A finite number within the key's range, or None when absent."""
-        value = table.get(key)
-        if value is None:
-            return None
-        low, high = _RANGES[key]
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or not low <= value <= high:
-            raise self.fail((*path, key), f"must be a number from {low:g} to {high:g}", value)
-        return float(value)
-
-    def integer(self, table: dict[str, Any], path: KeyPath, key: str) -> int | None:
-        """A whole number within the key's range, or None when absent."""
-        value = table.get(key)
-        if value is None:
-            return None
-        low, high = _RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.fail((*path, key), f"must be a whole number from {low:g} to {high:g}", value)
-        return value
+        super().__init__(text, source, _RANGES, ScenarioError)
 
     def scenario(self, data: dict[str, Any]) -> Scenario:
         """The whole document."""
@@ -168,21 +129,13 @@ class _Checker:
         events = [
             self.event(raw, ("events", i), len(skus)) for i, raw in enumerate(self.array(data, "events"))
         ]
-        inlet_c = self.number(data, (), "inlet_c")
         return Scenario(
             skus=skus,
-            seed=self.integer(data, (), "seed"),
-            inlet_c=DEFAULT_INLET_C if inlet_c is None else inlet_c,
+            seed=self.integer(data, (), "seed", None),
+            inlet_c=self.number(data, (), "inlet_c", DEFAULT_INLET_C),
             load=self.load(data["load"], ("load",), _LOAD_KEYS) if "load" in data else None,
             events=tuple(sorted(events, key=lambda event: event.at_s)),
         )
-
-    def array(self, data: dict[str, Any], key: str) -> list[Any]:
-        """An array of tables, empty when absent."""
-        value = data.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail((key,), f"must be an array of tables ([[{key}]])", value)
-        return value
 
     def gpus(self, value: object) -> tuple[str, ...]:
         """One SKU name per GPU index, from the [[gpus]] groups."""
@@ -196,8 +149,7 @@ class _Checker:
             if profile is None:
                 valid = ", ".join(sorted(PROFILES))
                 raise self.fail(("gpus", i, "sku"), f"must be one of {valid}", name)
-            count = self.integer(group, ("gpus", i), "count")
-            skus.extend([profile.sku] * (1 if count is None else count))
+            skus.extend([profile.sku] * self.integer(group, ("gpus", i), "count", 1))
         if not skus:
             raise self.fail(("gpus",), "must list at least one GPU group", value)
         if len(skus) > MAX_GPUS:
@@ -208,15 +160,15 @@ class _Checker:
         """The load keys of a [load] table or an event."""
         table = self.table(value, path, allowed)
         return LoadSettings(
-            jobs=self.integer(table, path, "jobs"),
-            arrival_per_s=self.number(table, path, "arrival_per_s"),
-            mean_job_s=self.number(table, path, "mean_job_s"),
+            jobs=self.integer(table, path, "jobs", None),
+            arrival_per_s=self.number(table, path, "arrival_per_s", None),
+            mean_job_s=self.number(table, path, "mean_job_s", None),
         )
 
     def event(self, value: object, path: KeyPath, gpu_count: int) -> ScenarioEvent:
         """One [[events]] table."""
         table = self.table(value, path, _EVENT_KEYS)
-        at_s = self.number(table, path, "at_s")
+        at_s = self.number(table, path, "at_s", None)
         if at_s is None:
             raise self.fail(path, "missing at_s (seconds after the start)")
         if not any(key in table for key in _EVENT_KEYS if key not in {"at_s", "gpus"}):
@@ -224,8 +176,8 @@ class _Checker:
         return ScenarioEvent(
             at_s=at_s,
             gpus=self.indexes(table, path, gpu_count),
-            inlet_c=self.number(table, path, "inlet_c"),
-            cooling_factor=self.number(table, path, "cooling_factor"),
+            inlet_c=self.number(table, path, "inlet_c", None),
+            cooling_factor=self.number(table, path, "cooling_factor", None),
             load=self.load(table, path, _EVENT_KEYS),
         )
 
