@@ -244,7 +244,7 @@ def _class_name(priority: str) -> str:
 
 def _read_admit(answer: _Answer, gpu: int | None) -> AdmitResult:
     """An AdmitResult from `/v1/admit`'s answer; raises GpuwatchError when it is not one."""
-    if answer.status == 400:
+    if answer.status == 400 or (answer.status == 404 and _is_unknown_gpu(answer)):
         raise GpuwatchRequestError(_error_text(answer))
     node_state = answer.headers.get("x-gpuwatch-state")
     # gpuwatch puts X-GPUWatch-State on every admit answer; a 503 without it is a proxy's error.
@@ -289,6 +289,15 @@ def _seconds(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value >= 0 else None
+
+
+def _is_unknown_gpu(answer: _Answer) -> bool:
+    """Whether a 404 is gpuwatch's own for a GPU the node lacks, not a proxy's for a wrong path."""
+    try:
+        document = json.loads(answer.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("error") == "unknown_gpu"
 
 
 def _error_text(answer: _Answer) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpuwatch import __version__
+from gpuwatch.exposure.http.routes import ENVOY_METHODS, GPU_NAME_PATTERN
 from gpuwatch.policy.decision import PriorityClass, ThermalState
 
 Json = dict[str, Any]
@@ -138,7 +139,7 @@ def _parameters() -> Json:
             "name": "gpu",
             "in": "query",
             "description": "Pin the answer to this GPU (index or uuid); default: the coolest admissible.",
-            "schema": {"type": "string"},
+            "schema": {"type": "string", "pattern": GPU_NAME_PATTERN},
         },
         "classHeader": {
             "name": "X-GPUWatch-Class",
@@ -184,7 +185,11 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
                     "headers": {**admit_headers, **_headers("Retry-After")},
                     "content": _json_content("Admission"),
                 },
-                "400": {"description": "Unknown class or GPU.", "content": _json_content("Error")},
+                "400": {
+                    "description": "Unknown class, or a malformed gpu.",
+                    "content": _json_content("Error"),
+                },
+                "404": {"description": "This node has no such GPU.", "content": _json_content("Error")},
             },
         }
     }
@@ -207,6 +212,15 @@ def _metrics_operation() -> Json:
     )
 
 
+# Envoy's ext_authz checks with the original request's method (and path, below this one).
+_EVERY_METHOD = tuple(method.decode().lower() for method in ENVOY_METHODS)
+
+
+def _any_method(path_item: Json) -> Json:
+    """`path_item`'s GET operation under every method OpenAPI can name."""
+    return dict.fromkeys(_EVERY_METHOD, path_item["get"])
+
+
 def _plain_operation(summary: str, responses: Json) -> Json:
     return {"get": {"summary": summary, "responses": responses}}
 
@@ -221,7 +235,7 @@ def openapi_document(telemetry_path: str = "/metrics") -> Json:
         ),
         "/v1/admit": _admit_operation("May one more job of this class start?", "503", held),
         "/v1/admit/nginx": _admit_operation("Admit, for nginx auth_request", "403", held),
-        "/v1/admit/envoy": _admit_operation("Admit, for Envoy ext_authz", "429", held),
+        "/v1/admit/envoy": _any_method(_admit_operation("Admit, for Envoy ext_authz", "429", held)),
         "/healthz": _plain_operation(
             "Liveness", {"200": {"description": "The daemon is alive.", "content": _json_content("Health")}}
         ),

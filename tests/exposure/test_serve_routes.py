@@ -125,6 +125,18 @@ class TestAdmit:
         assert denied.status == 429
         assert 1 <= int(denied.headers["retry-after"]) <= 120
 
+    @pytest.mark.parametrize("method", ["QUERY", "CONNECT", "PROPFIND"])
+    def test_envoy_refuses_methods_no_http_api_takes(self, cool, method):
+        answer = get(cool.http_port, "/v1/admit/envoy", method=method)
+        assert answer.status == 405
+        assert "POST" in answer.headers["allow"]
+        assert method not in answer.headers["allow"]
+
+    def test_a_bad_class_header_is_refused_even_when_the_query_names_a_class(self, cool):
+        answer = get(cool.http_port, "/v1/admit?class=critical", {"X-GPUWatch-Class": "gold"})
+        assert answer.status == 400
+        assert answer.json()["error"] == "unknown_class"
+
     def test_other_routes_still_refuse_other_methods(self, cool):
         assert get(cool.http_port, "/v1/admit", method="POST").status == 405
         assert get(cool.http_port, "/v1/admit/envoyx", method="GET").status == 404
@@ -162,8 +174,9 @@ class TestAdmit:
         [
             ("/v1/admit?class=gold", {}, "unknown_class"),
             ("/v1/admit", {"X-GPUWatch-Class": "gold"}, "unknown_class"),
-            ("/v1/admit?gpu=9", {}, "unknown_gpu"),
-            ("/v1/admit/envoy?gpu=GPU-nope", {}, "unknown_gpu"),
+            ("/v1/admit/envoy?gpu=GPU-nope", {}, "bad_gpu"),
+            ("/v1/admit?gpu=0%0A", {}, "bad_gpu"),
+            ("/v1/admit?gpu=-1", {}, "bad_gpu"),
             ("/v1/admit?class=default&class=critical", {}, "repeated_parameter"),
         ],
     )
@@ -172,6 +185,13 @@ class TestAdmit:
         assert answer.status == 400
         assert answer.json()["error"] == code
         assert answer.json()["message"]
+
+    @pytest.mark.parametrize("name", ["9", "GPU-00000000-0000-0000-0000-000000000000"])
+    def test_a_well_formed_gpu_this_node_lacks_is_404(self, cool, name):
+        answer = get(cool.http_port, f"/v1/admit/nginx?gpu={name}")
+        assert answer.status == 404
+        assert answer.json()["error"] == "unknown_gpu"
+        assert name in answer.json()["message"]
 
     def test_bad_class_message_names_the_valid_classes(self, cool):
         message = get(cool.http_port, "/v1/admit?class=gold").json()["message"]

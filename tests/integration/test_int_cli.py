@@ -89,7 +89,7 @@ class TestAdmitCommand:
     def test_unknown_gpu_is_gpuwatchs_refusal_exit_2(self, cool_node):
         result = gpuwatch("admit", "--gpu", "7", "--url", cool_node.url)
         assert result.exit_code == 2
-        assert "gpuwatch: gpu '7' is not a GPU index or uuid of this node" in result.stderr
+        assert "gpuwatch: this node has no GPU '7'" in result.stderr
 
     def test_unreachable_gpuwatch_exits_2(self):
         result = gpuwatch("admit", "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "0.5")

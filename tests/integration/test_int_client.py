@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 
@@ -52,12 +54,27 @@ class TestAdmitAnswers:
         assert client.admit("critical").from_cache
         assert stub.queries == ["/v1/admit?class=critical"]
 
-    def test_gpuwatchs_refusal_raises_with_its_message(self, stub):
-        body = b'{"error": "unknown_gpu", "message": "this node has no GPU 9"}'
-        stub.replies["/v1/admit"] = Reply(400, {"X-GPUWatch-State": "ok"}, body)
+    @pytest.mark.parametrize(
+        ("status", "body"),
+        [
+            (404, b'{"error": "unknown_gpu", "message": "this node has no GPU 9"}'),
+            (400, b'{"error": "bad_gpu", "message": "gpu \'x\' is not a GPU index or uuid"}'),
+        ],
+    )
+    def test_gpuwatchs_refusal_raises_with_its_message(self, stub, status, body):
+        stub.replies["/v1/admit"] = Reply(status, {"X-GPUWatch-State": "ok"}, body)
         client, _ = client_for(stub.url, fail_open=True)
-        with pytest.raises(GpuwatchRequestError, match="this node has no GPU 9"):
+        message = json.loads(body)["message"]
+        with pytest.raises(GpuwatchRequestError, match=re.escape(message)):
             client.admit(gpu=9)
+
+    def test_a_proxys_404_is_not_taken_for_gpuwatchs_refusal(self, stub):
+        stub.replies["/v1/admit"] = Reply(404, {}, b"<html>404 Not Found</html>")
+        client, _ = client_for(stub.url, fail_open=True)
+        result = client.admit(gpu=9)
+        assert result.fallback
+        assert result.admitted
+        assert "HTTP 404" in result.reason
 
 
 class TestCaching:

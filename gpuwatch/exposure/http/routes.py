@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -32,6 +33,10 @@ ENVOY_SUBPATHS = ENVOY_PATH + b"/"
 _T = TypeVar("_T")
 CLASS_PARAMETER = "class"
 GPU_PARAMETER = "gpu"
+# What can name a GPU in `gpu=`: an index, or an NVML uuid (any case). Written so that Python and
+# the OpenAPI document (ECMA-262 regex) read it alike.
+GPU_NAME_PATTERN = "^([0-9]{1,4}|[Gg][Pp][Uu]-[0-9A-Fa-f-]{8,64})$"
+GPU_NAME = re.compile(GPU_NAME_PATTERN.removesuffix("$") + r"\Z")  # `$` would pass a final newline
 # Distinct query strings and class headers remembered; the cache is emptied when it is full, so
 # a client sending endless distinct queries costs a re-parse, not memory.
 _CACHE_ENTRIES = 1024
@@ -40,6 +45,13 @@ _ALLOWED_METHODS = (b"GET", b"HEAD")
 NOT_FOUND = error_response(404, "not_found", "no such route; GET / lists the routes")
 METHOD_NOT_ALLOWED = error_response(
     405, "method_not_allowed", "only GET and HEAD are served", [("Allow", "GET, HEAD")]
+)
+# The methods an HTTP API's request can have (those OpenAPI can describe); not CONNECT or
+# extension methods such as QUERY, which no inference API behind Envoy takes.
+ENVOY_METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS", b"TRACE")
+_ENVOY_ALLOW = ", ".join(m.decode() for m in ENVOY_METHODS)
+ENVOY_METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", f"the Envoy check answers {_ENVOY_ALLOW}", [("Allow", _ENVOY_ALLOW)]
 )
 HEALTHY = json_response(200, {"alive": True})
 # exporter-toolkit answers 401 with a bare `WWW-Authenticate: Basic`; a realm helps browsers.
@@ -146,6 +158,8 @@ class Routes:
     def _route(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:
         path, _, query = target.partition(b"?") if target[:1] == b"/" else _origin_form(target)
         if path == ENVOY_PATH or path.startswith(ENVOY_SUBPATHS):
+            if method not in ENVOY_METHODS:
+                return ENVOY_METHOD_NOT_ALLOWED
             return self._admit(AdmitRoute.ENVOY, query, headers.class_header)
         if method not in _ALLOWED_METHODS:
             known = (
@@ -173,15 +187,14 @@ class Routes:
         asked = _cached(self._queries, query, parse_admit_query)
         if asked.error is not None:
             return asked.error
-        priority = asked.priority
-        if priority is None:
-            if class_header is None:
-                priority = PriorityClass.DEFAULT
-            else:
-                from_header = _cached(self._class_headers, class_header, _header_priority)
-                if isinstance(from_header, Response):
-                    return from_header
-                priority = from_header
+        # A bad header is refused even when the query overrides it: it is wrong either way.
+        from_header = None
+        if class_header is not None:
+            parsed = _cached(self._class_headers, class_header, _header_priority)
+            if isinstance(parsed, Response):
+                return parsed
+            from_header = parsed
+        priority = asked.priority or from_header or PriorityClass.DEFAULT
         publication = self._board.current
         gpu = None
         if asked.gpu is not None:
@@ -191,7 +204,7 @@ class Routes:
         try:
             answer = publication.admit_answer(route, priority, gpu)
         except UnknownGpuError as exc:
-            return error_response(400, "unknown_gpu", str(exc))
+            return error_response(404, "unknown_gpu", str(exc))
         self._counts[answer.tally] += 1
         return answer.responses[self._pick(JITTER_BITS)]
 
@@ -206,6 +219,10 @@ def _origin_form(target: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def _unknown_gpu(text: str, gpus: tuple[object, ...]) -> Response:
+    """404 for a well-formed index or uuid this node lacks; 400 for one that cannot name any GPU."""
     valid = f"0 to {len(gpus) - 1}" if gpus else "none: no GPU is known yet"
-    message = f"gpu {text!r} is not a GPU index or uuid of this node (indexes: {valid})"
-    return error_response(400, "unknown_gpu", message)
+    if GPU_NAME.match(text) is None:
+        message = f"gpu {text!r} is not a GPU index or uuid (indexes of this node: {valid})"
+        return error_response(400, "bad_gpu", message)
+    message = f"this node has no GPU {text!r} (indexes: {valid})"
+    return error_response(404, "unknown_gpu", message)
