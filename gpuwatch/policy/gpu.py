@@ -3,8 +3,9 @@
 FAILED and UNKNOWN are laid over the thermal ladder (states.py) rather than placed on it:
 - FAILED while the GPU is lost, needs a reset, the driver asks for a recovery action, or within
   `failed_xid_hold_s` of a new critical XID; it ends as soon as none of these holds.
-- UNKNOWN while there is no fresh reading with a margin (none, or older than
-  `stale_after_intervals` intervals); it ends with the next fresh reading.
+- UNKNOWN while there is no fresh reading with a margin (none, older than
+  `stale_after_intervals` intervals, or the source could not read the GPU this round: a hung or
+  failing call); it ends with the next fresh reading.
 Meanwhile the ladder keeps its level and no dwell runs: evidence nobody saw does not count
 towards stepping down. When the overlay ends, the GPU is at its ladder level, judged at once on
 the fresh reading (escalating at once if the reading says so).
@@ -45,7 +46,13 @@ def assess(track: GpuTrack, sample: GpuSample, moment: Moment) -> tuple[GpuTrack
     """The GPU's new track and its decision for a snapshot judged at `moment`."""
     track, failures = _failures(track, sample, moment)
     reading = sample.reading
-    fresh = reading is not None and moment.now - reading.monotonic <= moment.stale_after_s
+    # A GPU the source could not read this round (a hung or failing call) is not known now, even
+    # though its last reading is younger than the staleness limit: say so at once.
+    fresh = (
+        reading is not None
+        and sample.health is not GpuHealth.UNAVAILABLE
+        and moment.now - reading.monotonic <= moment.stale_after_s
+    )
     if reading is not None and fresh and reading.margin_c is not None:
         if track.learned_at is None or reading.monotonic > track.learned_at:
             track = _learned(track, reading, reading.margin_c, moment)

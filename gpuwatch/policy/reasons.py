@@ -28,6 +28,7 @@ CRITICAL_XID = "critical_xid"
 STALE_SAMPLE = "stale_sample"
 NO_READING = "no_reading"
 NO_MARGIN = "no_margin"  # a reading without a thermal margin: nothing to judge by
+SOURCE_UNAVAILABLE = "source_unavailable"  # the source could not read the GPU this round
 FAIL_OPEN = "fail_open"  # added to UNKNOWN's reasons when it admits everything
 # Node only
 NO_GPUS = "no_gpus"
@@ -53,6 +54,7 @@ ALL_REASONS = frozenset(
         STALE_SAMPLE,
         NO_READING,
         NO_MARGIN,
+        SOURCE_UNAVAILABLE,
         FAIL_OPEN,
         NO_GPUS,
         GPU_FAILED,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpuwatch.model import GpuSample, reason_words
+from gpuwatch.model import GpuHealth, GpuSample, reason_words
 from gpuwatch.policy import reasons, retry, wording
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
@@ -40,6 +40,8 @@ def unknown(track: GpuTrack, sample: GpuSample, moment: Moment) -> GpuDecision:
     code = reasons.NO_READING if reading is None else reasons.STALE_SAMPLE
     if reading is not None and reading.margin_c is None:
         code = reasons.NO_MARGIN
+    if reading is not None and sample.health is GpuHealth.UNAVAILABLE:
+        code = reasons.SOURCE_UNAVAILABLE
     # A fresh reading is due within an interval; then the ladder decides, as it stood.
     expected_s = moment.interval_s
     if track.ladder is not None:

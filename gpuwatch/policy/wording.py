@@ -83,6 +83,9 @@ def unknown_clause(code: str, age_s: float | None, stale_after_s: float) -> str:
     """Why a GPU's state is unknown, in words."""
     if code == reasons.NO_MARGIN:
         return "its reading has no thermal margin"
+    if code == reasons.SOURCE_UNAVAILABLE:
+        last = "" if age_s is None else f"; last reading {age_s:.1f} s old"
+        return f"the source could not read it this round{last}"
     if code == reasons.NO_READING or age_s is None:
         return "no reading"
     return f"no fresh reading for {age_s:.1f} s (stale after {stale_after_s:g} s)"

@@ -35,16 +35,36 @@ PLAUSIBLE_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "pcie_replay_count": (0.0, 2.0**62),
     }
 )
+# The cumulative clock-event counters (GpuReading.slowdown_counters), s since driver load: a driver
+# loaded for 30 years has counted under 1e9 s; 2**64 - 1 ns (the unsigned -1) reads 1.8e10 s.
+COUNTER_RANGE_S: tuple[float, float] = (0.0, 1e9)
+
+
+def _implausible(value: float | None, low: float, high: float) -> bool:
+    """Outside [low, high]; NaN is too (it compares false with everything)."""
+    return value is not None and not low <= value <= high
 
 
 def screen(reading: GpuReading) -> tuple[GpuReading, tuple[str, ...]]:
-    """Return the reading with implausible values set to None, and the names of those fields."""
-    dropped: list[str] = []
-    for name, (low, high) in PLAUSIBLE_RANGES.items():
-        value = getattr(reading, name)
-        if value is not None and not low <= value <= high:
-            dropped.append(name)
-    if not dropped:
+    """Return the reading with implausible values set to None, and the names of those fields.
+
+    A slowdown counter is named by its own field (e.g. `hw_thermal_slowdown_s`).
+    """
+    dropped = [
+        name
+        for name, (low, high) in PLAUSIBLE_RANGES.items()
+        if _implausible(getattr(reading, name), low, high)
+    ]
+    counters = reading.slowdown_counters
+    bad_counters = [
+        f.name
+        for f in dataclasses.fields(counters)
+        if _implausible(getattr(counters, f.name), *COUNTER_RANGE_S)
+    ]
+    if not dropped and not bad_counters:
         return reading, ()
     cleaned = dataclasses.replace(reading, **dict.fromkeys(dropped))  # type: ignore[arg-type]
-    return cleaned, tuple(dropped)
+    if bad_counters:
+        kept = dataclasses.replace(counters, **dict.fromkeys(bad_counters))
+        cleaned = dataclasses.replace(cleaned, slowdown_counters=kept)
+    return cleaned, (*dropped, *bad_counters)

@@ -8,7 +8,7 @@ import time
 from fake_nvml.profiles import H100_SXM
 from nvml_helpers import wait_until
 
-from gpuwatch.sources.nvml.xid import MAX_DISTINCT_XIDS, OTHER_XIDS, XidCounts
+from gpuwatch.sources.nvml.xid import MAX_CATALOGUE_XID, MAX_DISTINCT_XIDS, OTHER_XIDS, XidCounts
 
 
 def xid_threads() -> list[threading.Thread]:
@@ -51,9 +51,13 @@ class TestXidEvents:
             what="the storm",
         )
         gpu = source.read().gpus[0]
-        assert len(gpu.xid_errors) == MAX_DISTINCT_XIDS + 1
-        assert gpu.xid_errors[OTHER_XIDS] == (codes - MAX_DISTINCT_XIDS) * per_code
+        # Codes 1-255 (the catalogue's range) each keep a count; of the 245 others (0 and
+        # 256-499), the first MAX_DISTINCT_XIDS do, and the rest share OTHER_XIDS.
+        uncatalogued = codes - MAX_CATALOGUE_XID
+        assert len(gpu.xid_errors) == MAX_CATALOGUE_XID + MAX_DISTINCT_XIDS + 1
+        assert gpu.xid_errors[OTHER_XIDS] == (uncatalogued - MAX_DISTINCT_XIDS) * per_code
         assert gpu.xid_errors["0"] == per_code
+        assert gpu.xid_errors["255"] == per_code
         assert gpu.last_xid == codes - 1
         assert total(source.read().gpus[1].xid_errors) == 0
 
@@ -90,14 +94,14 @@ class TestXidEvents:
 
 
 class TestXidCounts:
-    """The shared count store caps distinct codes per GPU and copies under its lock."""
+    """The store counts catalogue codes always, caps distinct others per GPU, and copies under its lock."""
 
     def test_cap_and_copy(self):
         counts = XidCounts(max_distinct=2)
-        for xid in (13, 13, 31, 48, 79):
+        for xid in (13, 9000, 13, 9001, 9002, 9003, 79):
             counts.record("GPU-a", xid)
         snapshot, last = counts.of("GPU-a")
-        assert dict(snapshot) == {"13": 2, "31": 1, OTHER_XIDS: 2}
+        assert dict(snapshot) == {"13": 2, "9000": 1, "9001": 1, OTHER_XIDS: 2, "79": 1}
         assert last == 79
         counts.record("GPU-a", 13)
         assert snapshot["13"] == 2  # the copy handed out does not change

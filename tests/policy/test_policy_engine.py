@@ -101,6 +101,16 @@ class TestUnknown:
         assert gpu.admits == ALL_CLASSES
         assert gpu.reasons == (reasons.STALE_SAMPLE, reasons.FAIL_OPEN)
 
+    def test_a_gpu_the_source_could_not_read_is_unknown_at_once(self):
+        """A hung call leaves the last reading in place, still young: the GPU is UNKNOWN all the same."""
+        p = policy()
+        drive(p, [30.0] * 5)
+        unread = sample(0, reading(4.0), health=GpuHealth.UNAVAILABLE)
+        gpu = p.update(snapshot(5.0, unread)).gpus[0]
+        assert (gpu.state, gpu.reasons) == (ThermalState.UNKNOWN, (reasons.SOURCE_UNAVAILABLE,))
+        assert "could not read" in gpu.sentence
+        assert one(p, 6.0, value=reading(6.0)) is ThermalState.OK
+
     def test_reading_without_margin_is_unknown(self):
         gpu = policy().update(snapshot(0.0, sample(0, reading(0.0, None)))).gpus[0]
         assert (gpu.state, gpu.reasons) == (ThermalState.UNKNOWN, (reasons.NO_MARGIN,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, TypedDict
 
@@ -47,6 +48,19 @@ SAMPLE_FIELDS = (
     binding.FIELD_ECC_CORRECTED_VOLATILE,
     binding.FIELD_ECC_UNCORRECTED_VOLATILE,
 )
+# What each sample field becomes in a GpuReading: the name a value dropped as implausible is counted by.
+FIELD_NAMES = {
+    binding.FIELD_MEMORY_TEMP: "memory_temperature_c",
+    binding.FIELD_SW_POWER_CAP_NS: "sw_power_cap_s",
+    binding.FIELD_SYNC_BOOST_NS: "sync_boost_s",
+    binding.FIELD_SW_THERMAL_SLOWDOWN_NS: "sw_thermal_slowdown_s",
+    binding.FIELD_HW_THERMAL_SLOWDOWN_NS: "hw_thermal_slowdown_s",
+    binding.FIELD_HW_POWER_BRAKE_NS: "hw_power_brake_slowdown_s",
+    binding.FIELD_RECOVERY_ACTION: "recovery_action",
+    binding.FIELD_PCIE_REPLAY_COUNTER: "pcie_replay_count",
+    binding.FIELD_ECC_CORRECTED_VOLATILE: "ecc_corrected_volatile",
+    binding.FIELD_ECC_UNCORRECTED_VOLATILE: "ecc_uncorrected_volatile",
+}
 # Older drivers lack these fields; nvmlDeviceGetViolationStatus (ns) stands in for them.
 VIOLATION_FALLBACKS = {
     binding.FIELD_SW_POWER_CAP_NS: binding.PERF_POLICY_POWER,
@@ -129,8 +143,10 @@ class GpuReader:
     """Reads one GPU, one NVML call per value plus one batched field call; never retries what failed.
 
     A call or field the GPU answers NOT_SUPPORTED (or lacks, on an older driver) is disabled for this
-    GPU only, falling back to an older call where one exists. Other errors are counted by NVML name
-    in the caller's counter; GPU_IS_LOST, RESET_REQUIRED and NVML-wide failures raise NvmlError.
+    GPU only, falling back to an older call where one exists; one that has answered on this GPU
+    before is only missing this round (a reset or mode change passes). Other errors are counted by
+    NVML name in the caller's counter; GPU_IS_LOST, RESET_REQUIRED and NVML-wide failures raise
+    NvmlError. A NaN or infinite field value is dropped like an implausible one.
     """
 
     def __init__(self, handle: object, limits: GpuLimits, clock: Clock) -> None:
@@ -138,6 +154,11 @@ class GpuReader:
         self._handle = handle
         self._clock = clock
         self._disabled: set[str] = set()
+        # Calls and fields that have answered on this GPU: NOT_SUPPORTED from one of them is a passing
+        # fault (a reset, a mode change), not a capability; it is asked again next round.
+        self._worked: set[str] = set()
+        self._fields_worked: set[int] = set()
+        self._non_finite: list[str] = []
         self._field_ids: tuple[int, ...] = SAMPLE_FIELDS
         self._field_request = binding.FieldRequest(SAMPLE_FIELDS)
         self._errors: Counter[str] = Counter()
@@ -166,12 +187,14 @@ class GpuReader:
             self._note(error)
             return None
         self._answered += 1
+        self._worked.add(name)
         return value
 
     def _note(self, error: NvmlError) -> None:
         """Disable what is unsupported; count the rest; re-raise what ends this GPU's round."""
         if error.name in UNSUPPORTED:
-            self._disabled.add(error.function)
+            if error.function not in self._worked:
+                self._disabled.add(error.function)
             return
         self._errors[error.name] += 1
         if error.name in GPU_FAILURES or error.name in SOURCE_FAILURES:
@@ -185,24 +208,34 @@ class GpuReader:
         try:
             answers = self._field_request.fetch(self._handle)
         except NvmlError as error:
-            if error.name in UNSUPPORTED:
+            if error.name in UNSUPPORTED and "nvmlDeviceGetFieldValues" not in self._worked:
                 self._field_ids = ()
             self._note(error)
             return {}
         self._answered += 1
+        self._worked.add("nvmlDeviceGetFieldValues")
         values: dict[int, float] = {}
         unsupported: set[int] = set()
         for answer in answers:
-            if answer.error is None and answer.value is not None:
-                values[answer.field_id] = answer.value
-            elif answer.error in FIELD_UNSUPPORTED:
-                unsupported.add(answer.field_id)
-            elif answer.error is not None:
-                self._note(NvmlError(answer.error, "nvmlDeviceGetFieldValues"))
+            self._take(answer, values, unsupported)
         if unsupported:
             self._field_ids = tuple(fid for fid in self._field_ids if fid not in unsupported)
             self._field_request = binding.FieldRequest(self._field_ids)
         return values
+
+    def _take(self, answer: binding.FieldValue, values: dict[int, float], unsupported: set[int]) -> None:
+        """File one field's answer: its value, unsupported (never answered here), or an error."""
+        if answer.error is None and answer.value is not None:
+            self._fields_worked.add(answer.field_id)
+            if math.isfinite(answer.value):
+                values[answer.field_id] = answer.value
+            else:  # a NaN or infinite double: implausible, and no integer field can hold it
+                self._non_finite.append(FIELD_NAMES.get(answer.field_id, f"field:{answer.field_id}"))
+        elif answer.error in FIELD_UNSUPPORTED:
+            if answer.field_id not in self._fields_worked:
+                unsupported.add(answer.field_id)
+        elif answer.error is not None:
+            self._note(NvmlError(answer.error, "nvmlDeviceGetFieldValues"))
 
     def _counter_s(self, fields: dict[int, float], field_id: int) -> float | None:
         """A cumulative clock-event counter in s, from its field or, if absent, the violation status."""
@@ -270,7 +303,7 @@ class GpuReader:
         Raises NvmlError for a lost GPU, a required reset, NVML failing as a whole, or when every
         call failed (the error met most often).
         """
-        self._errors, self._answered, self._failed = Counter(), 0, 0
+        self._errors, self._answered, self._failed, self._non_finite = Counter(), 0, 0, []
         taken_at, monotonic = self._clock.time(), self._clock.monotonic()
         try:
             fields = self._fields()
@@ -290,4 +323,5 @@ class GpuReader:
             errors.update(self._errors)
         if self._answered == 0 and self._failed:
             raise NvmlError(self._errors.most_common(1)[0][0], "every call")
-        return screen(reading)
+        screened, dropped = screen(reading)
+        return screened, (*self._non_finite, *dropped)

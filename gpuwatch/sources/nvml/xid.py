@@ -14,8 +14,13 @@ from gpuwatch.sources.nvml.binding import NvmlError, function, handle_address
 log = logging.getLogger(__name__)
 
 POLL_MS = 200  # how long one wait may block: bounds how late close() is honoured
-MAX_DISTINCT_XIDS = 64  # per GPU; a storm of garbage codes must not grow memory without bound
-OTHER_XIDS = "other"  # where codes beyond MAX_DISTINCT_XIDS are counted
+# NVIDIA's XID catalogue runs from 1 to under 200: every code up to this one is counted on its own,
+# so a critical XID is seen however many other codes came first (at most this many keys).
+MAX_CATALOGUE_XID = 255
+# Codes outside the catalogue (garbage from a broken driver): a storm of them must not grow memory
+# without bound, so only this many distinct ones per GPU get their own count.
+MAX_DISTINCT_XIDS = 64
+OTHER_XIDS = "other"  # where uncatalogued codes beyond MAX_DISTINCT_XIDS are counted
 
 
 class XidCounts:
@@ -32,8 +37,10 @@ class XidCounts:
         with self._lock:
             counts = self._counts.setdefault(gpu, {})
             key = str(xid)
-            if key not in counts and len(counts) >= self._max_distinct:
-                key = OTHER_XIDS
+            if key not in counts and not 1 <= xid <= MAX_CATALOGUE_XID:
+                uncatalogued = sum(1 for code in counts if not _catalogued(code))
+                if uncatalogued >= self._max_distinct:
+                    key = OTHER_XIDS
             counts[key] = counts.get(key, 0) + 1
             self._last[gpu] = xid
 
@@ -41,6 +48,11 @@ class XidCounts:
         """A read-only copy of one GPU's counts by code, and its last XID."""
         with self._lock:
             return frozen_counts(self._counts.get(gpu)), self._last.get(gpu)
+
+
+def _catalogued(key: str) -> bool:
+    """Whether a count's key is a catalogue code (not garbage, not OTHER_XIDS)."""
+    return key.isdigit() and 1 <= int(key) <= MAX_CATALOGUE_XID
 
 
 class XidWatcher:
