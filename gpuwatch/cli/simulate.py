@@ -39,6 +39,16 @@ CONTROLLER_NAMES = ("none", "static", "gpuwatch", "oracle")
     default=None,
     help="Processes running controllers side by side [default: one per CPU, at most one per controller].",
 )
+@click.option(
+    "--oracle-guard",
+    "oracle_guard_c",
+    type=click.FloatRange(min=0.0, max=50.0),
+    default=None,
+    help=(
+        "Keep the oracle this many °C below max operating [default: the scenario's, 0.05]. At 8 "
+        "(the default HOT margin) it is the best any controller that never lets a GPU go HOT can do."
+    ),
+)
 @click.option("--list", "list_shipped", is_flag=True, help="List the shipped scenarios and exit.")
 def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     scenario: str | None,
@@ -47,6 +57,7 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     seed: int | None,
     config_path: str | None,
     workers: int | None,
+    oracle_guard_c: float | None,
     *,
     list_shipped: bool,
 ) -> None:
@@ -66,6 +77,10 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     if scenario is None:
         raise click.UsageError(f"give a SCENARIO: a .toml file, or one of {', '.join(shipped.SHIPPED)}")
     chosen = _scenario_or_exit(scenario, seed, config_path)
+    if oracle_guard_c is not None:
+        chosen = dataclasses.replace(
+            chosen, oracle=dataclasses.replace(chosen.oracle, guard_c=oracle_guard_c)
+        )
     controllers = controller_names or CONTROLLER_NAMES
     bar = ProgressBar()
     started = time.monotonic()

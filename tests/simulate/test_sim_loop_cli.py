@@ -71,6 +71,17 @@ class TestSimulateCommand:
         assert "(seed 5)" in first.stdout
         assert "(seed 99)" in second.stdout
 
+    def test_oracle_guard_keeps_the_oracle_that_far_below_max_operating(self, scenario_file):
+        def hottest(*extra):
+            result = invoke(str(scenario_file), "--workers", "1", "--controller", "oracle", *extra)
+            assert result.exit_code == 0, result.output
+            row = next(line for line in result.stdout.splitlines() if line.startswith("oracle"))
+            return float(row.split()[-2])  # max °C, before energy
+
+        # The sim's H100 reaches max operating at 87 °C: by default the oracle runs up to it.
+        assert hottest() > 85.0
+        assert hottest("--oracle-guard", "8") <= 87.0 - 8.0 + 0.05
+
     def test_config_sets_gpuwatchs_policy(self, scenario_file, tmp_path):
         config = tmp_path / "policy.toml"
         config.write_text("[policy]\nhot_dwel_s = 5\n")
