@@ -124,6 +124,7 @@ def main() -> None:
     if client_cpus is not None:
         os.sched_setaffinity(0, set(range(1, cpus)))
     port = free_port()
+    load_before = os.getloadavg()[0]
     with running(gpuwatch_command(port, args.interval, server_cpus), port):
         wait_listening(port)
         time.sleep(2)  # the first samples and the RC model's first fit
@@ -135,7 +136,8 @@ def main() -> None:
     print(
         f"/metrics of sim:8xH100 --interval {args.interval:g} --metrics.dcgm-compat, gzip ({size:,} bytes), "
         f"a scrape every {args.every * 1e3:g} ms on average; {args.scrapes} scrapes x {args.repeat}, "
-        f"medians; {cpus} CPUs; pinned: {server_cpus is not None}"
+        f"medians; {cpus} CPUs; pinned: {server_cpus is not None}; "
+        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after"
     )
     print_table(runs, alone)
 

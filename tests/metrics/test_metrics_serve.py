@@ -25,10 +25,10 @@ class BlockedExposition:
         self.release = threading.Event()
         self.waiting = threading.Semaphore(0)
 
-    def ready_body(self) -> bytes | None:
-        return None  # as just after a decision: the text is being rendered
+    def ready_body(self, *, gzipped: bool = False) -> bytes | None:  # noqa: ARG002 - Exposition's signature
+        return None  # as just after the board expired a decision: the text is being rendered
 
-    def body(self) -> bytes:
+    def body(self, *, gzipped: bool = False) -> bytes:  # noqa: ARG002 - the scrapes here send no Accept-Encoding
         self.waiting.release()
         assert self.release.wait(TIMEOUT_S)
         return b"# HELP x y\n# TYPE x gauge\nx 1.0\n"

@@ -1,10 +1,10 @@
 """Scrapes of the telemetry path: answered at once when the text is ready, else on a worker thread.
 
-Normally the sampler thread has rendered the current decision already, and a scrape costs the
-event loop a fraction of a millisecond (the live families, and gzip when the scraper accepts it,
-as Prometheus does). Handing that to a thread would cost more: the thread would wait for the
-GIL while the loop is busy answering /v1/admit. A scrape that finds the decision not rendered
-yet (just after a decision, or after the board expired a stale one) is answered from a worker
+Normally the sampler thread has rendered the current decision already, and deflated it, and a
+scrape costs the event loop some tens of microseconds: the live families, compressed on their
+own when the scraper accepts gzip, as Prometheus does. Handing that to a thread would cost more:
+the thread would wait for the GIL while the loop is busy answering /v1/admit. A scrape that finds
+the decision not rendered yet (after the board expired a stale one) is answered from a worker
 thread instead, so the loop never waits for a render; at most --web.max-requests of those are
 in flight, and past that a scrape is answered 503 at once, as exporter-toolkit's promhttp
 handler does.
@@ -13,27 +13,23 @@ handler does.
 from __future__ import annotations
 
 import asyncio
-import gzip
 from concurrent.futures import Executor
 from typing import Protocol
 
 from gpuwatch.exposure.http.responses import Response, build_response
 
-# Level 1: the text compresses about tenfold even at the fastest level; higher levels save
-# little more and cost several times the CPU.
-GZIP_LEVEL = 1
 TEXT = "text/plain; charset=utf-8"
 
 
 class Exposition(Protocol):
     """What scrapes read."""
 
-    def ready_body(self) -> bytes | None:
-        """The exposition text if it needs no rendering, else None; never waits."""
+    def ready_body(self, *, gzipped: bool = False) -> bytes | None:
+        """The exposition (gzip-compressed if `gzipped`) if it needs no rendering, else None; never waits."""
         ...
 
-    def body(self) -> bytes:
-        """The exposition text as of now; may render (and wait for a render)."""
+    def body(self, *, gzipped: bool = False) -> bytes:
+        """The exposition (gzip-compressed if `gzipped`) as of now; may render (and wait for a render)."""
         ...
 
 
@@ -74,7 +70,7 @@ class Scrapes:
     def answer(self, accept_encoding: bytes | None) -> Response | asyncio.Future[Response]:
         """The exposition, a future of it, or 503 past the limit; call on the event loop."""
         gzipped = accepts_gzip(accept_encoding)
-        ready = self._exposition.ready_body()
+        ready = self._exposition.ready_body(gzipped=gzipped)
         if ready is not None:
             return self._response(ready, gzipped=gzipped)
         if self._max_requests and self.in_flight >= self._max_requests:
@@ -89,12 +85,10 @@ class Scrapes:
         self.in_flight -= 1
 
     def _render(self, gzipped: bool) -> Response:  # noqa: FBT001 - run_in_executor passes it positionally
-        return self._response(self._exposition.body(), gzipped=gzipped)
+        return self._response(self._exposition.body(gzipped=gzipped), gzipped=gzipped)
 
     def _response(self, body: bytes, *, gzipped: bool) -> Response:
         headers = [("Vary", "Accept-Encoding")]
         if gzipped:
-            # mtime=0: the same text compresses to the same bytes, and no clock is read.
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
             headers.append(("Content-Encoding", "gzip"))
         return build_response(200, self._content_type, body, headers)
