@@ -75,3 +75,32 @@ class TomlChecker:
         if not isinstance(value, list):
             raise self.fail((key,), f"must be an array of tables ([[{key}]])", value)
         return value
+
+    def string(self, table: dict[str, Any], path: KeyPath, key: str, default: _Default) -> str | _Default:
+        """A string, or `default` when absent."""
+        value = table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.fail((*path, key), "must be a string in quotes", value)
+        return value
+
+    def boolean(self, table: dict[str, Any], path: KeyPath, key: str, default: _Default) -> bool | _Default:
+        """A boolean (true or false), or `default` when absent."""
+        value = table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail((*path, key), "must be true or false", value)
+        return value
+
+    def strings(
+        self, table: dict[str, Any], path: KeyPath, key: str, default: _Default
+    ) -> tuple[str, ...] | _Default:
+        """An array of strings, or `default` when absent."""
+        value = table.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise self.fail((*path, key), 'must be an array of strings, e.g. ["a", "b"]', value)
+        return tuple(value)

@@ -9,8 +9,10 @@ from typing import Any
 import click
 
 from gpuwatch.cli.admit import connect
-from gpuwatch.cli.options import configure_logging, timeout_option, url_option
+from gpuwatch.cli.options import configure_logging, fail, timeout_option, url_option
 from gpuwatch.client import GpuwatchError
+from gpuwatch.config_file import ConfigFileError, FileConfig, load_file_config
+from gpuwatch.exposure.webconfig import WebConfigError, load_web_config
 from gpuwatch.policy.decision import ThermalState
 
 # node-problem-detector's custom-plugin exit statuses: condition false, true, unknown.
@@ -75,17 +77,45 @@ def one_line(text: str) -> str:
 @click.command()
 @url_option
 @timeout_option
-def check(url: str, timeout_s: float) -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Check this `gpuwatch serve` settings file instead of the node: exit 0 if the daemon "
+    "would start with it, else 2 and the file, line, key and value that are wrong.",
+)
+def check(url: str, timeout_s: float, config_path: str | None) -> None:
     """Check this node for node-problem-detector (custom plugin) or any monitor.
 
     Prints one line (at most 80 characters). Exit 0 (OK): node ok or elevated; elevated sheds only
     sheddable work, normal for a busy node. Exit 1 (problem): node hot, critical or failed, a GPU
     failed, or no fresh sample. Exit 2 (unknown): gpuwatch unreachable or its answer unreadable.
+    With --config FILE it checks that file instead and asks no daemon.
     """
     configure_logging()
+    if config_path is not None:
+        click.echo(check_config_file(config_path))
+        return
     try:
         verdict = judge(connect(url, timeout_s).state())
     except GpuwatchError as exc:
         verdict = Verdict(EXIT_UNKNOWN, f"UNKNOWN: {exc}")
     click.echo(one_line(verdict.line))
     raise click.exceptions.Exit(verdict.status)
+
+
+def check_config_file(path: str) -> str:
+    """The line saying `path` is good; a bad file (or the web config it names) ends with status 2."""
+    try:
+        config: FileConfig = load_file_config(path)
+    except ConfigFileError as exc:
+        fail(str(exc))
+    web_config = config.values.get("web_config_file")
+    if web_config is not None:
+        try:
+            load_web_config(web_config)
+        except WebConfigError as exc:
+            fail(f"{path}: web.config_file: {exc}")
+    count = len(config.values) + len(config.policy)
+    return f"OK: {path}: {count} setting{'s' if count != 1 else ''}, all valid"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
@@ -10,6 +11,7 @@ import click
 
 from gpuwatch.client import DEFAULT_URL
 from gpuwatch.clock import Clock
+from gpuwatch.service.logs import LogfmtFormatter
 from gpuwatch.sources.base import Source, SourceError
 from gpuwatch.sources.spec import SPEC_HELP, open_source
 
@@ -44,10 +46,10 @@ def interval_option(function: F) -> F:
     )(function)
 
 
-def open_source_or_exit(spec: str, clock: Clock) -> Source:
-    """Open the source, or print why not and exit with status 2."""
+def open_source_or_exit(spec: str, clock: Clock, interval_s: float | None = None) -> Source:
+    """Open the source (NVML retried within two `interval_s` when it fails), or exit with status 2."""
     try:
-        return open_source(spec, clock)
+        return open_source(spec, clock, interval_s=interval_s)
     except SourceError as exc:
         fail(str(exc))
 
@@ -59,12 +61,14 @@ def fail(sentence: str) -> NoReturn:
 
 
 def configure_logging(level: int = logging.WARNING) -> None:
-    """Log lines at `level` and above to stderr, logfmt-like; stdout stays for results.
+    """Log lines at `level` and above to stderr, in logfmt as `serve` does; stdout stays for results.
 
     One-shot commands pass ERROR: the command's own one-sentence report says what went wrong,
     and the source's retry warnings would only repeat it.
     """
-    logging.basicConfig(level=level, format="level=%(levelname)s logger=%(name)s msg=%(message)r", force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 # A one-shot command may wait longer than the client library's default: nothing queues behind it, s.

@@ -4,39 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+import tomllib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from gpuwatch.cli.options import configure_logging, fail, interval_option, open_source_or_exit, source_option
+from gpuwatch import __version__
+from gpuwatch.cli.options import fail, interval_option, open_source_or_exit, source_option
 from gpuwatch.clock import SystemClock
-from gpuwatch.config_file import ConfigFileError, load_config
+from gpuwatch.config_file import DEFAULT_PATH, ConfigFileError, load_file_config
 from gpuwatch.exposure.listen import ListenAddress, ListenAddressError, parse_listen_address
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError, load_web_config
-from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.service.checks import telemetry_path_problem
+from gpuwatch.service.fdlimit import ensure_open_files
+from gpuwatch.service.logs import FORMATS, LEVELS, fields, setup_logging
+from gpuwatch.service.settings import CommandLine, ServeConfig, SettingsError, resolve
 
 if TYPE_CHECKING:  # the daemon loads only when serving, so the other commands start fast
     from gpuwatch.daemon import Daemon, DaemonSettings
 
-DEFAULT_WEB_ADDRESS = ":9478"
-DEFAULT_AGENT_ADDRESS = ":9479"
-DEFAULT_STATE_DIR = "/run/gpuwatch"
-DEFAULT_TELEMETRY_PATH = "/metrics"
-DEFAULT_MAX_REQUESTS = 40
-# Paths the signal API answers itself; the metrics cannot take one of them.
-_TAKEN_PATHS = frozenset(
-    {
-        "/",
-        "/v1/state",
-        "/v1/admit",
-        "/v1/admit/nginx",
-        "/v1/admit/envoy",
-        "/healthz",
-        "/readyz",
-        "/openapi.json",
-    }
-)
+_DEFAULTS = ServeConfig()
+log = logging.getLogger("gpuwatch")
 
 
 def _addresses(texts: Sequence[str], flag: str) -> list[ListenAddress]:
@@ -47,27 +37,42 @@ def _addresses(texts: Sequence[str], flag: str) -> list[ListenAddress]:
         raise click.BadParameter(str(exc), param_hint=flag) from exc
 
 
-def _empty_env_allowed(
-    variable: str, default: str
-) -> Callable[[click.Context, click.Parameter, str | None], str]:
-    """The flag, else the environment variable even when empty (which disables), else `default`.
+def _empty_env_allowed(variable: str) -> Callable[[click.Context, click.Parameter, str | None], str | None]:
+    """The flag, else the environment variable even when empty (which disables), else None.
 
     click treats an empty environment variable as unset, which would make disabling impossible.
     """
 
-    def resolve(_context: click.Context, _parameter: click.Parameter, value: str | None) -> str:
-        return value if value is not None else os.environ.get(variable, default)
+    def resolve_value(_context: click.Context, _parameter: click.Parameter, value: str | None) -> str | None:
+        return value if value is not None else os.environ.get(variable)
 
-    return resolve
+    return resolve_value
 
 
 def _telemetry_path(_context: click.Context, _parameter: click.Parameter, value: str) -> str:
     """--web.telemetry-path: an absolute path, no query, none the API answers itself."""
-    if not value.startswith("/") or "?" in value or "#" in value or " " in value:
-        raise click.BadParameter(f"{value!r}: expected an absolute path such as /metrics")
-    if value in _TAKEN_PATHS or value.startswith("/v1/admit/envoy/"):
-        raise click.BadParameter(f"{value} is a route of the signal API; choose another path")
+    problem = telemetry_path_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
     return value
+
+
+def _policy_assignments(
+    _context: click.Context, _parameter: click.Parameter, values: tuple[str, ...]
+) -> dict[str, Any]:
+    """--policy.set KEY=VALUE pairs; VALUE is read as TOML (5, 2.5, true, [48, 79])."""
+    assignments: dict[str, Any] = {}
+    for text in values:
+        key, equals, value = text.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. hot_dwell_s=30")
+        try:
+            assignments[key.strip()] = tomllib.loads(f"value = {value}")["value"]
+        except tomllib.TOMLDecodeError as exc:
+            raise click.BadParameter(
+                f"{text!r}: {value!r} is not a TOML value (a number, true/false or [..])"
+            ) from exc
+    return assignments
 
 
 def _web_config_or_exit(path: str | None) -> WebConfig | None:
@@ -78,12 +83,40 @@ def _web_config_or_exit(path: str | None) -> WebConfig | None:
         fail(f"--web.config.file: {exc}")
 
 
-def _policy_or_exit(config_path: str | None) -> PolicyConfig:
-    """The policy settings from --config (defaults without one); a bad file ends with status 2."""
-    try:
-        return PolicyConfig() if config_path is None else load_config(config_path)
-    except ConfigFileError as exc:
-        fail(str(exc))
+def _given(context: click.Context, name: str, value: object) -> object:
+    """`value` when a flag or its environment variable set it, else None (the file may)."""
+    source = context.get_parameter_source(name)
+    return value if source in {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT} else None
+
+
+def _command_line(context: click.Context, params: dict[str, Any]) -> CommandLine:
+    """What the flags and GPUWATCH_* variables set, by setting."""
+    names = {
+        "source": "source_spec",
+        "interval_s": "interval_s",
+        "web_listen_addresses": "web_addresses",
+        "telemetry_path": "telemetry_path",
+        "max_requests": "max_requests",
+        "max_connections": "max_connections",
+        "web_config_file": "web_config_path",
+        "dcgm_compat": "dcgm_compat",
+        "admin_api": "admin_api",
+        "log_level": "log_level",
+        "log_format": "log_format",
+    }
+    values = {attribute: _given(context, name, params[name]) for attribute, name in names.items()}
+    values["agent_listen_address"] = params["agent_address"]
+    values["state_dir"] = params["state_dir"]
+    policy: dict[str, Any] = dict(params["policy_set"])
+    flags = dict.fromkeys(policy, "--policy.set")
+    for key, name, flag in (
+        ("fail_open", "policy_fail_open", "--policy.fail-open"),
+        ("horizon_s", "policy_horizon_s", "--policy.horizon"),
+    ):
+        value = _given(context, name, params[name])
+        if value is not None:
+            policy[key], flags[key] = value, flag
+    return CommandLine(values, policy, flags)
 
 
 @click.command()
@@ -94,22 +127,22 @@ def _policy_or_exit(config_path: str | None) -> PolicyConfig:
     "web_addresses",
     envvar="GPUWATCH_WEB_LISTEN_ADDRESS",
     multiple=True,
-    default=(DEFAULT_WEB_ADDRESS,),
+    default=_DEFAULTS.web_listen_addresses,
     show_default=True,
     help="HTTP API address, HOST:PORT, :PORT or [IPV6]:PORT (port 0: any free); repeatable.",
 )
 @click.option(
     "--agent.listen-address",
     "agent_address",
-    callback=_empty_env_allowed("GPUWATCH_AGENT_LISTEN_ADDRESS", DEFAULT_AGENT_ADDRESS),
-    help=f"HAProxy agent-check address; empty disables it. [default: {DEFAULT_AGENT_ADDRESS}; "
+    callback=_empty_env_allowed("GPUWATCH_AGENT_LISTEN_ADDRESS"),
+    help=f"HAProxy agent-check address; empty disables it. [default: {_DEFAULTS.agent_listen_address}; "
     "env: GPUWATCH_AGENT_LISTEN_ADDRESS]",
 )
 @click.option(
     "--state-dir",
-    callback=_empty_env_allowed("GPUWATCH_STATE_DIR", DEFAULT_STATE_DIR),
+    callback=_empty_env_allowed("GPUWATCH_STATE_DIR"),
     help="Directory for state.json and pressure (rewritten atomically); empty disables them. "
-    f"[default: {DEFAULT_STATE_DIR}; env: GPUWATCH_STATE_DIR]",
+    f"[default: {_DEFAULTS.state_dir}; env: GPUWATCH_STATE_DIR]",
 )
 @click.option(
     "--config",
@@ -117,13 +150,14 @@ def _policy_or_exit(config_path: str | None) -> PolicyConfig:
     envvar="GPUWATCH_CONFIG",
     type=click.Path(dir_okay=False),
     default=None,
-    help="TOML file with a [policy] table; a bad key or value is refused at start; SIGHUP re-reads it.",
+    help=f"TOML settings file [default: {DEFAULT_PATH}, if it exists]; flags and GPUWATCH_* "
+    "variables override it. A bad key or value is refused at start; SIGHUP re-reads it.",
 )
 @click.option(
     "--web.telemetry-path",
     "telemetry_path",
     envvar="GPUWATCH_WEB_TELEMETRY_PATH",
-    default=DEFAULT_TELEMETRY_PATH,
+    default=_DEFAULTS.telemetry_path,
     show_default=True,
     callback=_telemetry_path,
     help="Path under which to expose the Prometheus metrics.",
@@ -133,9 +167,19 @@ def _policy_or_exit(config_path: str | None) -> PolicyConfig:
     "max_requests",
     envvar="GPUWATCH_WEB_MAX_REQUESTS",
     type=click.IntRange(min=0),
-    default=DEFAULT_MAX_REQUESTS,
+    default=_DEFAULTS.max_requests,
     show_default=True,
     help="Most scrapes waiting for a render at once; more are answered 503. 0: no limit.",
+)
+@click.option(
+    "--web.max-connections",
+    "max_connections",
+    envvar="GPUWATCH_WEB_MAX_CONNECTIONS",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_connections,
+    show_default=True,
+    help="Most HTTP connections open at once; past it a connection is answered 503 with "
+    "Retry-After and closed. The open-files limit is raised to fit. 0: no cap.",
 )
 @click.option(
     "--web.config.file",
@@ -154,56 +198,132 @@ def _policy_or_exit(config_path: str | None) -> PolicyConfig:
     default=False,
     help="Also emit dcgm-exporter's default counters (DCGM_FI_DEV_*) with its names, units and labels.",
 )
-def serve(  # noqa: PLR0913, PLR0917 - click passes one argument per option
-    source_spec: str,
-    interval_s: float,
-    web_addresses: tuple[str, ...],
-    agent_address: str,
-    state_dir: str,
-    config_path: str | None,
-    telemetry_path: str,
-    max_requests: int,
-    web_config_path: str | None,
-    dcgm_compat: bool,  # noqa: FBT001 - a click flag
-) -> None:
+@click.option(
+    "--web.enable-admin-api",
+    "admin_api",
+    envvar="GPUWATCH_WEB_ENABLE_ADMIN_API",
+    is_flag=True,
+    default=False,
+    help="Serve POST and DELETE /v1/drain (hold the node or a GPU back on purpose). Needs "
+    "basic_auth_users in --web.config.file: no route changes state for an anonymous caller.",
+)
+@click.option(
+    "--log.level",
+    "log_level",
+    envvar="GPUWATCH_LOG_LEVEL",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default=_DEFAULTS.log_level,
+    show_default=True,
+    help="Lowest level logged (to stderr; journald keeps it).",
+)
+@click.option(
+    "--log.format",
+    "log_format",
+    envvar="GPUWATCH_LOG_FORMAT",
+    type=click.Choice(FORMATS),
+    default=_DEFAULTS.log_format,
+    show_default=True,
+    help="One line per event: logfmt key=value pairs or a JSON object.",
+)
+@click.option(
+    "--policy.fail-open/--policy.fail-closed",
+    "policy_fail_open",
+    envvar="GPUWATCH_POLICY_FAIL_OPEN",
+    default=_DEFAULTS.policy.fail_open,
+    show_default=True,
+    help="Without fresh samples (UNKNOWN): admit every class (open) or only critical (closed).",
+)
+@click.option(
+    "--policy.horizon",
+    "policy_horizon_s",
+    envvar="GPUWATCH_POLICY_HORIZON",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_DEFAULTS.policy.horizon_s,
+    show_default=True,
+    help="Seconds ahead the one-more-job prediction looks.",
+)
+@click.option(
+    "--policy.set",
+    "policy_set",
+    envvar="GPUWATCH_POLICY_SET",
+    multiple=True,
+    callback=_policy_assignments,
+    metavar="KEY=VALUE",
+    help="Any other [policy] setting, e.g. hot_dwell_s=30; repeatable (env: space-separated).",
+)
+@click.pass_context
+def serve(context: click.Context, /, **params: Any) -> None:  # noqa: ANN401 - click passes one value per option
     """Sample the GPUs and serve the thermal backpressure signal until SIGTERM or SIGINT.
 
     HTTP: /v1/state, /v1/admit (and /nginx, /envoy), /readyz, /healthz, /, /openapi.json, and
-    the Prometheus metrics at --web.telemetry-path.
+    the Prometheus metrics at --web.telemetry-path. Settings come from the flags, else their
+    GPUWATCH_* variables, else the --config file, else the defaults. SIGHUP re-reads the file.
     """
     # The daemon (event loop, HTTP parser, policy engine) loads only when serving, so the other
     # commands start fast.
     from gpuwatch import daemon  # noqa: PLC0415
 
-    configure_logging(logging.INFO)
-    http = _addresses(web_addresses, "--web.listen-address")
+    command_line = _command_line(context, params)
+    explicit = params["config_path"] is not None
+    config_path = params["config_path"] if explicit else DEFAULT_PATH
+
+    def load() -> ServeConfig:
+        return resolve(command_line, load_file_config(config_path, missing_ok=not explicit))
+
+    try:
+        config = load()
+    except (ConfigFileError, SettingsError) as exc:
+        fail(str(exc))
+    setup_logging(config.log_level, config.log_format)
+    http = _addresses(config.web_listen_addresses, "--web.listen-address")
     if not http:
         raise click.BadParameter("at least one address is needed", param_hint="--web.listen-address")
     settings = daemon.DaemonSettings(
-        interval_s=interval_s,
+        interval_s=config.interval_s,
         http_addresses=http,
-        agent_addresses=_addresses([agent_address], "--agent.listen-address"),
-        state_dir=state_dir.strip() or None,
-        policy=_policy_or_exit(config_path),
+        agent_addresses=_addresses([config.agent_listen_address], "--agent.listen-address"),
+        state_dir=config.state_dir.strip() or None,
+        policy=config.policy,
         config_path=config_path,
-        telemetry_path=telemetry_path,
-        max_requests=max_requests,
-        web_config=_web_config_or_exit(web_config_path),
-        web_config_path=web_config_path,
-        dcgm_compat=dcgm_compat,
+        config=config,
+        load_config=load,
+        telemetry_path=config.telemetry_path,
+        max_requests=config.max_requests,
+        max_connections=config.max_connections,
+        web_config=_web_config_or_exit(config.web_config_file),
+        web_config_path=config.web_config_file,
+        dcgm_compat=config.dcgm_compat,
+        admin_api=config.admin_api,
     )
-    node_daemon = _daemon_or_exit(source_spec, settings)
+    if settings.admin_api and (settings.web_config is None or not settings.web_config.users):
+        fail(
+            "--web.enable-admin-api needs basic_auth_users in --web.config.file: "
+            "the admin API changes what is admitted, so it is never open to anonymous callers"
+        )
+    _warn_if_root()
+    ensure_open_files(config.max_connections)
+    node_daemon = _daemon_or_exit(config.source, settings)
     try:
         daemon.serve(node_daemon)
     except OSError as exc:
         fail(str(exc))
 
 
+def _warn_if_root() -> None:
+    """Warn when root: gpuwatch only reads, so root gives a network-facing daemon needless power."""
+    if os.geteuid() == 0:
+        log.warning(
+            "running as root: gpuwatch needs only read access to /dev/nvidia*; run it as its own "
+            "user (systemd/gpuwatch.service: User=gpuwatch)",
+            extra=fields("running_as_root", uid=0),
+        )
+
+
 def _daemon_or_exit(source_spec: str, settings: DaemonSettings) -> Daemon:
     """The daemon on its source; a source, state dir or web config that cannot be used ends with status 2."""
     from gpuwatch.daemon import Daemon  # noqa: PLC0415 - loaded only when serving, as in `serve`
 
-    source = open_source_or_exit(source_spec, SystemClock())
+    source = open_source_or_exit(source_spec, SystemClock(), settings.interval_s)
     try:
         node_daemon = Daemon(source, settings)
     except WebConfigError as exc:
@@ -213,7 +333,19 @@ def _daemon_or_exit(source_spec: str, settings: DaemonSettings) -> Daemon:
         source.close()
         fail(f"{exc}; choose another --state-dir, or --state-dir '' to write no files")
     state_dir = settings.state_dir or "off"
-    logging.getLogger("gpuwatch").info(
-        "gpuwatch serving %s every %g s; state files %s", source.spec, settings.interval_s, state_dir
+    config = settings.config_path if settings.config is not None else None
+    log.info(
+        "gpuwatch serving %s every %g s; state files %s",
+        source.spec,
+        settings.interval_s,
+        state_dir,
+        extra=fields(
+            "starting",
+            version=__version__,
+            source=source.spec,
+            interval_s=settings.interval_s,
+            state_dir=state_dir,
+            config=config,
+        ),
     )
     return node_daemon

@@ -14,6 +14,7 @@ ROUTES = (
     ),
     ("/v1/admit/nginx?class=default", "The same for nginx auth_request: denies with 403."),
     ("/v1/admit/envoy?class=default", "The same for Envoy ext_authz: denies with 429."),
+    ("/v1/drain", "Maintenance drains in force; POST and DELETE with --web.enable-admin-api and a login."),
     ("/readyz", "200 while /v1/admit admits class default (node state and some GPU allow it), else 503."),
     ("/metrics", "Prometheus metrics: readings, margins, predictions, states, admissions."),
     ("/healthz", "200 while the daemon is alive."),

@@ -7,6 +7,7 @@ from typing import Any
 from gpuwatch import __version__
 from gpuwatch.exposure.http.routes import ENVOY_METHODS, GPU_NAME_PATTERN
 from gpuwatch.policy.decision import PriorityClass, ThermalState
+from gpuwatch.policy.drain import MAX_REASON_CHARS
 
 Json = dict[str, Any]
 
@@ -116,6 +117,7 @@ def _components() -> Json:
                 "properties": {"ready": {"type": "boolean"}, "state": text, "sentence": text, "sequence": {}},
             },
             "Health": {"type": "object", "properties": {"alive": {"type": "boolean"}}},
+            "Drains": _drains_schema(),
             "Error": {
                 "type": "object",
                 "required": ["error", "message"],
@@ -124,6 +126,64 @@ def _components() -> Json:
         },
         "parameters": _parameters(),
         "headers": _response_headers(),
+    }
+
+
+def _drains_schema() -> Json:
+    entry = {
+        "type": "object",
+        "required": ["reason", "since"],
+        "properties": {"reason": {"type": "string"}, "since": {"type": "number", "description": "Unix s"}},
+    }
+    return {
+        "type": "object",
+        "required": ["drains", "admin"],
+        "properties": {
+            "drains": {
+                "type": "object",
+                "required": ["node", "gpus"],
+                "properties": {
+                    "node": {"oneOf": [entry, {"type": "null"}]},
+                    "gpus": {"type": "object", "additionalProperties": entry},
+                },
+            },
+            "admin": {"type": "boolean", "description": "Whether POST and DELETE are served."},
+        },
+    }
+
+
+def _drain_operations() -> Json:
+    document = {"200": {"description": "The drains now in force.", "content": _json_content("Drains")}}
+    refused = {
+        "400": {
+            "description": "An unknown or repeated parameter, or a bad reason.",
+            "content": _json_content("Error"),
+        },
+        "403": {
+            "description": "The admin API is off (--web.enable-admin-api), or no login is configured.",
+            "content": _json_content("Error"),
+        },
+        "404": {"description": "This node has no such GPU.", "content": _json_content("Error")},
+    }
+    gpu = _ref("parameters", "gpu")
+    reason = {
+        "name": "reason",
+        "in": "query",
+        "description": "Why, shown in every answer while drained. Default: maintenance.",
+        "schema": {"type": "string", "maxLength": MAX_REASON_CHARS},
+    }
+    return {
+        "get": {"summary": "The maintenance drains in force", "responses": document},
+        "post": {
+            "summary": "Drain the node, or one GPU: hold all new work back until DELETE (admin API)",
+            "parameters": [gpu, reason],
+            "responses": {**document, **refused},
+        },
+        "delete": {
+            "summary": "End every drain, or one GPU's (admin API)",
+            "parameters": [gpu],
+            "responses": {**document, **refused},
+        },
     }
 
 
@@ -236,6 +296,7 @@ def openapi_document(telemetry_path: str = "/metrics") -> Json:
         "/v1/admit": _admit_operation("May one more job of this class start?", "503", held),
         "/v1/admit/nginx": _admit_operation("Admit, for nginx auth_request", "403", held),
         "/v1/admit/envoy": _any_method(_admit_operation("Admit, for Envoy ext_authz", "429", held)),
+        "/v1/drain": _drain_operations(),
         "/healthz": _plain_operation(
             "Liveness", {"200": {"description": "The daemon is alive.", "content": _json_content("Health")}}
         ),

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from gpuwatch.exposure.publication import Publication
+from gpuwatch.filemodes import others_may_write
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class StateFiles:
             ) from exc
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise StateDirError(f"cannot write to the state directory {self.directory}: permission denied")
+        if problem := others_may_write(self.directory, "state directory"):
+            raise StateDirError(problem)
 
     def write(self, publication: Publication) -> None:
         """Replace both files with this publication's content; raises OSError on failure."""
@@ -62,12 +65,17 @@ class StateFiles:
         self._failing = False
 
     def _replace(self, name: str, data: bytes) -> None:
-        descriptor, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                os.fchmod(file.fileno(), FILE_MODE)  # mkstemp creates 0600
-                file.write(data)
-            Path(temporary).replace(self.directory / name)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(self.directory, name, data)
+
+
+def write_atomically(directory: Path, name: str, data: bytes) -> None:
+    """Replace `directory/name` with `data`, mode FILE_MODE: a reader sees the old file or the new."""
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(file.fileno(), FILE_MODE)  # mkstemp creates 0600
+            file.write(data)
+        Path(temporary).replace(directory / name)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from gpuwatch.exposure.tlsconfig import CLIENT_AUTH_TYPES, TLS_VERSIONS, TlsSettings
+from gpuwatch.filemodes import others_may_write
 
 _TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
 _TLS_KEYS = (
@@ -95,6 +96,8 @@ def load_web_config(path: str | Path) -> WebConfig:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise WebConfigError(f"{path}: cannot read the web config: {exc}") from exc
+    if problem := others_may_write(path, "web config"):
+        raise WebConfigError(problem)
     return parse_web_config(text, path)
 
 

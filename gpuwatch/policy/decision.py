@@ -129,10 +129,13 @@ class NodeDecision:
     # Predicted seconds until the node admits each class it now refuses, un-jittered and clamped.
     retry_after_by_class: RetryAfters = ()
     retry_bounds: RetryAfterBounds = RetryAfterBounds()
+    drained: bool = False  # an operator holds the whole node back (POST /v1/drain)
 
     @property
     def admits(self) -> frozenset[PriorityClass]:
-        """Classes the node as a whole takes new work for (its state's, DESIGN §2)."""
+        """Classes the node as a whole takes new work for (its state's, DESIGN §2; none if drained)."""
+        if self.drained:
+            return frozenset()
         return admitted_classes(self.state, fail_open=self.fail_open)
 
     def retry_after_for(self, priority: PriorityClass) -> float | None:

@@ -33,6 +33,8 @@ FAIL_OPEN = "fail_open"  # added to UNKNOWN's reasons when it admits everything
 # Node only
 NO_GPUS = "no_gpus"
 GPU_FAILED = "gpu_failed"  # some GPU is out of service (the others decide the node's state)
+# Either: an operator holds the node or the GPU back on purpose (a maintenance drain)
+DRAINED = "drained"
 
 ALL_REASONS = frozenset(
     {
@@ -58,5 +60,6 @@ ALL_REASONS = frozenset(
         FAIL_OPEN,
         NO_GPUS,
         GPU_FAILED,
+        DRAINED,
     }
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import time
@@ -108,6 +109,31 @@ class TestAgentListener:
             finally:
                 for sock in silent:
                     sock.close()
+
+    @pytest.mark.parametrize(
+        "garbage",
+        [
+            b"\x00\xff\xfe" * 50 + b"\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"A" * 100_000,
+            b"gpu=" + b"9" * 500 + b"\n",
+        ],
+    )
+    def test_garbage_gets_the_node_line_and_the_port_keeps_serving(self, garbage):
+        with ServerThread(node(gpu(0))) as server:
+            with socket.create_connection(("127.0.0.1", server.agent_port), timeout=TIMEOUT_S) as sock:
+                # Answered and closed before all of it was sent: fine.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(garbage)
+                received = b""
+                try:
+                    while chunk := sock.recv(256):
+                        received += chunk
+                except ConnectionResetError:
+                    pass
+            assert received.startswith(b"up ready")
+            line, _ = agent_answer(server.agent_port, b"gpu=0\n")
+        assert line.startswith(b"up ready")
 
     def test_every_connection_is_closed_after_one_line(self):
         with (

@@ -187,6 +187,6 @@ class TestCoolingFault:
         assert any("stopped" in line for line in run.log)
 
     def test_state_changes_are_logged_one_line_each(self, run):
-        changes = [line for line in run.log if "msg='node " in line]
+        changes = [line for line in run.log if "event=state_change" in line and " scope=node " in line]
         assert len(changes) >= 2
-        assert all(line.startswith("level=INFO") for line in changes)
+        assert all(" level=info " in line and " from=" in line and " to=" in line for line in changes)

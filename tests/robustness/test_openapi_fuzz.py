@@ -32,7 +32,9 @@ def daemon() -> Iterator[ServeProcess]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_run(daemon: ServeProcess) -> subprocess.CompletedProcess[str]:
+def fuzz_run(
+    daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory
+) -> subprocess.CompletedProcess[str]:
     """One schemathesis run with every check but ST101, against the daemon's own /openapi.json.
 
     ST101 flags any 5xx, but a held-back admission is a 503 by contract (DESIGN §3), as is
@@ -52,7 +54,11 @@ def fuzz_run(daemon: ServeProcess) -> subprocess.CompletedProcess[str]:
         "--workers", "1",
         "--no-color",
     ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT_S, check=False)
+    # Run where schemathesis's own files (.schemathesis/, its example database) can be left.
+    scratch = tmp_path_factory.mktemp("schemathesis")
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=RUN_LIMIT_S, check=False, cwd=scratch
+    )
 
 
 def test_every_generated_request_gets_a_conforming_answer(fuzz_run):

@@ -105,6 +105,7 @@ class HttpProtocol(asyncio.Protocol):
         self.activity = 0  # chunks received; the server's sweep finds idle connections by it
         self.swept_activity = 0  # `activity` at the last sweep
         self.idle_sweeps = 0  # sweeps (one a second) since the last chunk
+        self.message_sweeps = 0  # sweeps since the request began: a trickled request is dropped too
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Track the connection for idle sweeps and shutdown."""
@@ -186,6 +187,7 @@ class HttpProtocol(asyncio.Protocol):
         if self._closing:
             raise Refused(None)  # requests pipelined after a close are not answered
         self.in_message = self._in_head = True
+        self.message_sweeps = 0
         self._target = b""
         self._headers = RequestHeaders()
         self._header_bytes = self._head_bytes = 0

@@ -14,6 +14,7 @@ import httptools
 
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.auth import BasicAuth, Verdict
+from gpuwatch.exposure.http.drain_route import DRAIN_PATH, DrainControl, DrainRoute
 from gpuwatch.exposure.http.protocol import Answer, RequestHeaders
 from gpuwatch.exposure.http.responses import Response, error_response, json_response
 from gpuwatch.exposure.http.scrape import Scrapes
@@ -112,10 +113,10 @@ class Routes:
     """The router the HTTP protocol calls; every answer is read from the board's publication.
 
     `scrapes` answers `telemetry_path` (None: not served); `auth` (when it names users) guards
-    every route.
+    every route. `drains` answers /v1/drain, which changes them only when `admin` is set.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only past the static routes; each is one concern
         self,
         board: Board,
         static: dict[bytes, Response],
@@ -123,8 +124,17 @@ class Routes:
         telemetry_path: bytes = b"/metrics",
         scrapes: Scrapes | None = None,
         auth: BasicAuth | None = None,
+        drains: DrainControl | None = None,
+        admin: bool = False,
     ) -> None:
         self._board = board
+        self._drain = DrainRoute(
+            board,
+            drains,
+            admin=admin,
+            authenticated=lambda: auth is not None and auth.enabled,
+            unknown_gpu=_unknown_gpu,
+        )
         self._static = static
         self._telemetry_path = telemetry_path if scrapes is not None else None
         self._scrapes = scrapes
@@ -155,12 +165,14 @@ class Routes:
         answer = self._route(method, target, headers)
         return answer if isinstance(answer, Response) else await answer
 
-    def _route(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:
+    def _route(self, method: bytes, target: bytes, headers: RequestHeaders) -> Answer:  # noqa: PLR0911 - one return per route
         path, _, query = target.partition(b"?") if target[:1] == b"/" else _origin_form(target)
         if path == ENVOY_PATH or path.startswith(ENVOY_SUBPATHS):
             if method not in ENVOY_METHODS:
                 return ENVOY_METHOD_NOT_ALLOWED
             return self._admit(AdmitRoute.ENVOY, query, headers.class_header)
+        if path == DRAIN_PATH:
+            return self._drain.answer(method, query)
         if method not in _ALLOWED_METHODS:
             known = (
                 path in ADMIT_PATHS

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from gpuwatch.exposure.agent import AgentProtocol
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.auth import BasicAuth
+from gpuwatch.exposure.http.drain_route import DrainControl
 from gpuwatch.exposure.http.protocol import HttpProtocol
+from gpuwatch.exposure.http.refusal import RefusingProtocol
 from gpuwatch.exposure.http.responses import Response, build_response, date_line, json_bytes
 from gpuwatch.exposure.http.routes import HEALTHY, Routes
 from gpuwatch.exposure.http.scrape import Scrapes
@@ -35,11 +37,14 @@ class ConnectionLimits:
 
 @dataclass(frozen=True, slots=True)
 class WebOptions:
-    """The exporter-style web flags: telemetry path, concurrent scrapes (0: no limit), web config."""
+    """The exporter-style web flags: telemetry path, scrapes at once (0: no limit), web config, admin API."""
 
     telemetry_path: str = "/metrics"
     max_requests: int = 40
     security: WebSecurity = field(default_factory=WebSecurity)
+    max_connections: int = 4096  # HTTP connections at once; past it a 503 and close (0: no cap)
+    drains: DrainControl | None = None  # what /v1/drain reads and changes
+    admin_api: bool = False  # --web.enable-admin-api: POST and DELETE /v1/drain
 
 
 # How long shutdown waits for requests in flight before dropping their connections, s.
@@ -110,8 +115,11 @@ class ExposureServer:
             telemetry_path=self._web.telemetry_path.encode(),
             scrapes=self.scrapes,
             auth=BasicAuth(self._web.security, self._auth_threads),
+            drains=self._web.drains,
+            admin=self._web.admin_api,
         )
         self._connections: set[HttpProtocol] = set()
+        self._refusing: set[RefusingProtocol] = set()
         self._servers: list[asyncio.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.http_bound: list[str] = []
@@ -158,7 +166,14 @@ class ExposureServer:
         self._scrape_threads.shutdown(wait=False, cancel_futures=True)
         self._auth_threads.shutdown(wait=False, cancel_futures=True)
 
-    def _http_connection(self) -> HttpProtocol:
+    def _http_connection(self) -> HttpProtocol | RefusingProtocol:
+        cap = self._web.max_connections
+        if cap and len(self._connections) >= cap:
+            if not self._refusing:
+                log.warning(
+                    "refusing connections: %d open, --web.max-connections is %d", len(self._connections), cap
+                )
+            return RefusingProtocol(cap, self._date, self._refusing)
         return HttpProtocol(self._routes, self._date, self._connections)
 
     def _agent_connection(self) -> AgentProtocol:
@@ -179,6 +194,15 @@ class ExposureServer:
     def _sweep_idle(self) -> None:
         """Close connections idle past their limit; runs once a second."""
         for connection in list(self._connections):
+            if connection.in_message and not connection.waiting:
+                connection.message_sweeps += 1
+                if connection.message_sweeps > self._limits.request_timeout_s:
+                    # Slowloris: a byte now and then keeps a connection active, never done.
+                    log.info(
+                        "dropping a connection whose request took over %d s", self._limits.request_timeout_s
+                    )
+                    connection.abort()
+                    continue
             if connection.activity != connection.swept_activity or connection.waiting:
                 connection.swept_activity, connection.idle_sweeps = connection.activity, 0
                 continue
