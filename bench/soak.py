@@ -35,6 +35,7 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
+from admit import free_port, wait_listening  # noqa: E402 - bench/ is the script's own folder
 from fake_nvml.build import build_all  # noqa: E402 - tests/ is put on the path just above
 from fake_nvml.control import FakeNvml  # noqa: E402
 from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM, H200  # noqa: E402
@@ -57,13 +58,6 @@ ADMIT_QUERIES = (
 UNSUPPORTED_CALLS = ("nvmlDeviceGetPowerUsage", "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetClockInfo")
 SCRAPE = b"GET /metrics HTTP/1.1\r\nHost: soak\r\nAccept-Encoding: gzip\r\nUser-Agent: Prometheus\r\n\r\n"
 MIB = 1024 * 1024
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -237,19 +231,6 @@ def serve_command(port: int, agent_port: int, state_dir: str) -> list[str]:
         "--web.listen-address", f"127.0.0.1:{port}", "--agent.listen-address", f"127.0.0.1:{agent_port}",
         "--state-dir", state_dir,
     ]  # fmt: skip
-
-
-def wait_listening(port: int, timeout_s: float = 20.0) -> None:
-    """Return once 127.0.0.1:`port` accepts; exit when it does not within `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        except OSError:
-            time.sleep(0.1)
-        else:
-            return
-    raise SystemExit(f"gpuwatch did not listen on 127.0.0.1:{port} within {timeout_s:g} s")
 
 
 def p99_ms(values: list[float]) -> float:

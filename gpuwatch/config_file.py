@@ -21,6 +21,10 @@ keeps its default:
     [metrics]
     dcgm_compat = false              # --metrics.dcgm-compat
 
+    [classes]                        # request class names
+    default = "default"              # --classes.default: the class of a request naming none
+    aliases = { free = "sheddable", pro = "critical" }  # --classes.alias free=sheddable
+
     [log]
     level = "info"                   # --log.level: debug, info, warning, error
     format = "logfmt"                # --log.format: logfmt or json
@@ -41,6 +45,7 @@ from typing import Any
 
 from gpuwatch.exposure.listen import ListenAddressError, parse_listen_address
 from gpuwatch.filemodes import others_may_write
+from gpuwatch.policy.classes import ClassNames, ClassNamesError
 from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
 from gpuwatch.service.checks import source_problem, telemetry_path_problem
 from gpuwatch.service.logs import FORMATS, LEVELS
@@ -48,7 +53,7 @@ from gpuwatch.tomlcheck import TomlChecker, where
 from gpuwatch.tomlkeys import KeyPath, decode_error_line, locate
 
 DEFAULT_PATH = "/etc/gpuwatch/gpuwatch.toml"
-TABLES = ("policy", "web", "agent", "metrics", "log")
+TABLES = ("policy", "web", "agent", "metrics", "log", "classes")
 TOP_KEYS = ("source", "interval_s", "state_dir")
 _TABLE_KEYS: Mapping[str, tuple[str, ...]] = {
     "web": (
@@ -62,6 +67,7 @@ _TABLE_KEYS: Mapping[str, tuple[str, ...]] = {
     "agent": ("listen_address",),
     "metrics": ("dcgm_compat",),
     "log": ("level", "format"),
+    "classes": ("default", "aliases"),
 }
 _RANGES: Mapping[str, tuple[float, float]] = {
     "interval_s": (0.01, 3600.0),
@@ -128,7 +134,7 @@ def parse_file_config(text: str, source: str = "<config>") -> FileConfig:
     for name in TABLES:
         if name in data and not isinstance(data[name], dict):
             raise check.fail((name,), f"must be a table [{name}]", data[name])
-    values = _top_values(check, data) | _table_values(check, data)
+    values = _top_values(check, data) | _table_values(check, data) | _class_values(check, data)
     return FileConfig(source, {k: v for k, v in values.items() if v is not None}, _policy(text, source, data))
 
 
@@ -181,6 +187,29 @@ def _check_addresses(
             parse_listen_address(address)
         except ListenAddressError as exc:
             raise check.fail(path, str(exc)) from exc
+
+
+def _class_values(check: TomlChecker, data: dict[str, Any]) -> dict[str, Any]:
+    """[classes]: the default class and the aliases, checked together so a bad one names its key."""
+    table = check.table(data.get("classes", {}), ("classes",), _TABLE_KEYS["classes"])
+    default = check.string(table, ("classes",), "default", None)
+    aliases = table.get("aliases")
+    if aliases is not None:
+        aliases = check.table(
+            aliases, ("classes", "aliases"), tuple(aliases) if isinstance(aliases, dict) else ()
+        )
+        for alias, target in aliases.items():
+            if not isinstance(target, str):
+                raise check.fail(("classes", "aliases", alias), "must be a class name in quotes", target)
+    try:
+        ClassNames.parse(default or "default", aliases or {})
+    except ClassNamesError as exc:
+        key = ("classes", "default") if str(exc).startswith("default") else ("classes", "aliases")
+        raise check.fail(key, str(exc)) from None
+    return {
+        "default_class": default,
+        "class_aliases": None if aliases is None else tuple(sorted(aliases.items())),
+    }
 
 
 def _choice(

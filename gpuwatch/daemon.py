@@ -22,6 +22,7 @@ from gpuwatch.exposure.state_files import StateFiles
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError
 from gpuwatch.exposure.webwatch import WebSecurity
 from gpuwatch.model import Snapshot
+from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision
 from gpuwatch.policy.drain import DrainEntry, Drains, drained
@@ -64,6 +65,7 @@ class DaemonSettings:
     web_config_path: str | None = None  # re-read when it or a certificate changes
     dcgm_compat: bool = False  # also emit dcgm-exporter's default counters
     admin_api: bool = False  # POST and DELETE /v1/drain (needs basic_auth_users in the web config)
+    classes: ClassNames = field(default_factory=ClassNames)  # class names requests may use
 
 
 class Daemon:
@@ -118,6 +120,7 @@ class Daemon:
             security=_web_security(settings),
             drains=self,
             admin_api=settings.admin_api,
+            classes=settings.classes,
         )
         check_s = min(1.0, max(0.05, settings.interval_s / 2))
         self.server = ExposureServer(

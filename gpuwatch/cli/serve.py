@@ -17,6 +17,8 @@ from gpuwatch.clock import SystemClock
 from gpuwatch.config_file import DEFAULT_PATH, ConfigFileError, load_file_config
 from gpuwatch.exposure.listen import ListenAddress, ListenAddressError, parse_listen_address
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError, load_web_config
+from gpuwatch.policy.classes import ClassNames, ClassNamesError
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.service.checks import telemetry_path_problem
 from gpuwatch.service.fdlimit import ensure_open_files
 from gpuwatch.service.logs import FORMATS, LEVELS, fields, setup_logging
@@ -83,6 +85,27 @@ def _web_config_or_exit(path: str | None) -> WebConfig | None:
         fail(f"--web.config.file: {exc}")
 
 
+def _aliases(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """`NAME=CLASS` flags as pairs; a pair without `=` is a usage error naming the flag."""
+    parsed = []
+    for pair in pairs:
+        alias, equals, target = pair.partition("=")
+        if not equals:
+            raise click.BadParameter(
+                f"{pair!r}: expected NAME=CLASS, e.g. free=sheddable", param_hint="--classes.alias"
+            )
+        parsed.append((alias.strip(), target.strip()))
+    return tuple(parsed)
+
+
+def _classes_or_exit(config: ServeConfig) -> ClassNames:
+    """The class names in force; a bad default or alias ends with status 2, naming it."""
+    try:
+        return ClassNames.parse(config.default_class, dict(config.class_aliases))
+    except ClassNamesError as exc:
+        fail(f"classes: {exc}")
+
+
 def _given(context: click.Context, name: str, value: object) -> object:
     """`value` when a flag or its environment variable set it, else None (the file may)."""
     source = context.get_parameter_source(name)
@@ -101,10 +124,12 @@ def _command_line(context: click.Context, params: dict[str, Any]) -> CommandLine
         "web_config_file": "web_config_path",
         "dcgm_compat": "dcgm_compat",
         "admin_api": "admin_api",
+        "default_class": "default_class",
         "log_level": "log_level",
         "log_format": "log_format",
     }
     values = {attribute: _given(context, name, params[name]) for attribute, name in names.items()}
+    values["class_aliases"] = _aliases(params["class_aliases"]) if params["class_aliases"] else None
     values["agent_listen_address"] = params["agent_address"]
     values["state_dir"] = params["state_dir"]
     policy: dict[str, Any] = dict(params["policy_set"])
@@ -208,6 +233,24 @@ def _command_line(context: click.Context, params: dict[str, Any]) -> CommandLine
     "basic_auth_users in --web.config.file: no route changes state for an anonymous caller.",
 )
 @click.option(
+    "--classes.default",
+    "default_class",
+    envvar="GPUWATCH_CLASSES_DEFAULT",
+    type=click.Choice([c.value for c in PriorityClass], case_sensitive=False),
+    default=_DEFAULTS.default_class,
+    show_default=True,
+    help="The class of a request that names none (no class= and no X-GPUWatch-Class).",
+)
+@click.option(
+    "--classes.alias",
+    "class_aliases",
+    envvar="GPUWATCH_CLASSES_ALIAS",
+    multiple=True,
+    metavar="NAME=CLASS",
+    help="Accept NAME as a class name standing for CLASS, e.g. free=sheddable (repeatable; the "
+    "variable takes several, space-separated).",
+)
+@click.option(
     "--log.level",
     "log_level",
     envvar="GPUWATCH_LOG_LEVEL",
@@ -294,6 +337,7 @@ def serve(context: click.Context, /, **params: Any) -> None:  # noqa: ANN401 - c
         web_config_path=config.web_config_file,
         dcgm_compat=config.dcgm_compat,
         admin_api=config.admin_api,
+        classes=_classes_or_exit(config),
     )
     if settings.admin_api and (settings.web_config is None or not settings.web_config.users):
         fail(

@@ -6,6 +6,7 @@ from typing import Any
 
 from gpuwatch import __version__
 from gpuwatch.exposure.http.routes import ENVOY_METHODS, GPU_NAME_PATTERN
+from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.decision import PriorityClass, ThermalState
 from gpuwatch.policy.drain import MAX_REASON_CHARS
 
@@ -14,6 +15,7 @@ Json = dict[str, Any]
 _NUMBER_OR_NULL: Json = {"type": ["number", "null"]}
 _STATES = [state.value for state in ThermalState]
 _CLASSES = [priority.value for priority in PriorityClass]
+_DEFAULT_NAMES = ClassNames()
 _RETRY_AFTERS: Json = {
     "type": "object",
     "description": "Predicted seconds (not jittered) until each refused class is admitted again.",
@@ -104,7 +106,7 @@ def _admission_schema() -> Json:
     return {"type": "object", "required": list(properties), "properties": properties}
 
 
-def _components() -> Json:
+def _components(classes: ClassNames) -> Json:
     text = {"type": "string"}
     return {
         "schemas": {
@@ -124,7 +126,7 @@ def _components() -> Json:
                 "properties": {"error": text, "message": text},
             },
         },
-        "parameters": _parameters(),
+        "parameters": _parameters(classes),
         "headers": _response_headers(),
     }
 
@@ -187,13 +189,15 @@ def _drain_operations() -> Json:
     }
 
 
-def _parameters() -> Json:
+def _parameters(classes: ClassNames) -> Json:
+    names = [*_CLASSES, *classes.aliases]  # the names this daemon accepts, aliases ([classes]) too
     return {
         "class": {
             "name": "class",
             "in": "query",
-            "description": "Priority class; overrides the X-GPUWatch-Class header. Default: default.",
-            "schema": {"type": "string", "enum": _CLASSES},
+            "description": "Priority class (or an alias of one); overrides the X-GPUWatch-Class header. "
+            f"Default: {classes.default}.",
+            "schema": {"type": "string", "enum": names},
         },
         "gpu": {
             "name": "gpu",
@@ -204,8 +208,8 @@ def _parameters() -> Json:
         "classHeader": {
             "name": "X-GPUWatch-Class",
             "in": "header",
-            "description": "Priority class, when the query names none.",
-            "schema": {"type": "string", "enum": _CLASSES},
+            "description": "Priority class (or an alias of one), when the query names none.",
+            "schema": {"type": "string", "enum": names},
         },
     }
 
@@ -285,7 +289,7 @@ def _plain_operation(summary: str, responses: Json) -> Json:
     return {"get": {"summary": summary, "responses": responses}}
 
 
-def openapi_document(telemetry_path: str = "/metrics") -> Json:
+def openapi_document(telemetry_path: str = "/metrics", classes: ClassNames = _DEFAULT_NAMES) -> Json:
     """The whole document; every route also answers HEAD with the GET headers."""
     held = "Held back: do not start the job; ask again after Retry-After seconds."
     paths = {
@@ -323,5 +327,5 @@ def openapi_document(telemetry_path: str = "/metrics") -> Json:
             "description": "Ask before starting a GPU job; be held back before GPUs reach thermal slowdown.",
         },
         "paths": paths,
-        "components": _components(),
+        "components": _components(classes),
     }

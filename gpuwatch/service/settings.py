@@ -37,6 +37,8 @@ SETTINGS = (
     Setting("web_config_file", "web.config_file", "--web.config.file"),
     Setting("dcgm_compat", "metrics.dcgm_compat", "--metrics.dcgm-compat"),
     Setting("admin_api", "web.enable_admin_api", "--web.enable-admin-api"),
+    Setting("default_class", "classes.default", "--classes.default"),
+    Setting("class_aliases", "classes.aliases", "--classes.alias"),
     Setting("log_level", "log.level", "--log.level", live=True),
     Setting("log_format", "log.format", "--log.format", live=True),
     Setting("policy", "policy", "--policy.*", live=True),
@@ -59,6 +61,8 @@ class ServeConfig:
     web_config_file: str | None = None
     dcgm_compat: bool = False
     admin_api: bool = False  # POST and DELETE /v1/drain; needs basic_auth_users in the web config
+    default_class: str = "default"  # the class of a request that names none
+    class_aliases: tuple[tuple[str, str], ...] = ()  # (alias, class), e.g. ("free", "sheddable")
     log_level: str = "info"
     log_format: str = "logfmt"
     policy: PolicyConfig = field(default_factory=PolicyConfig)

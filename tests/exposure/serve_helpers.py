@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Self
 
 from gpuwatch.daemon import new_event_loop
@@ -201,7 +202,7 @@ def statuses(port: int, paths: Iterable[str]) -> list[int]:
 class ServeProcess:
     """`gpuwatch serve` as a real subprocess on ephemeral loopback ports; stderr is collected."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
         self.lines: list[str] = []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gpuwatch", "serve", *args],
@@ -210,6 +211,7 @@ class ServeProcess:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self._reader = threading.Thread(target=self._collect, daemon=True)
         self._reader.start()
@@ -219,11 +221,11 @@ class ServeProcess:
         for line in self.process.stderr:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for_log(self, pattern: str, timeout_s: float = 15.0) -> re.Match[str]:
-        """The first log line matching `pattern`; fails with the log when none comes in time."""
+    def wait_for_log(self, pattern: str, timeout_s: float = 15.0, after: int = 0) -> re.Match[str]:
+        """The first log line from index `after` on matching `pattern`; fails with the log if none comes."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for line in list(self.lines):
+            for line in self.lines[after:]:
                 if found := re.search(pattern, line):
                     return found
             if self.process.poll() is not None and not self._reader.is_alive():
@@ -234,6 +236,16 @@ class ServeProcess:
     def port(self, what: str) -> int:
         """The port `serving HTTP` or `serving the HAProxy agent` names."""
         return int(self.wait_for_log(rf"serving {what} on 127\.0\.0\.1:(\d+)").group(1))
+
+    def http_port(self) -> int:
+        """The port `serving HTTP` names."""
+        return self.port("HTTP")
+
+    def signal(self, signum: int) -> int:
+        """Send `signum`; the number of log lines before it, for `wait_for_log(after=)`."""
+        mark = len(self.lines)
+        self.process.send_signal(signum)
+        return mark
 
     def stop(self, timeout_s: float = 10.0) -> tuple[int, float]:
         """SIGTERM; the exit status and how long the exit took, s."""

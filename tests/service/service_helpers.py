@@ -5,14 +5,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+from exposure.serve_helpers import ServeProcess
 
 TIMEOUT_S = 10.0
 QUICK = ("--source=sim:1xH100", "--interval=0.1")
@@ -31,65 +31,8 @@ def gpuwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-class Serve:
-    """`gpuwatch serve` as a real process; stderr lines are collected as they come."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gpuwatch", "serve", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-            cwd=cwd,
-        )
-        self._reader = threading.Thread(target=self._collect, daemon=True)
-        self._reader.start()
-
-    def _collect(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for_log(self, pattern: str, timeout_s: float = TIMEOUT_S, after: int = 0) -> re.Match[str]:
-        """The first line from index `after` on matching `pattern`; fails with the log if none comes."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for line in self.lines[after:]:
-                if found := re.search(pattern, line):
-                    return found
-            if self.process.poll() is not None and not self._reader.is_alive():
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"no log line matching {pattern!r}; log:\n" + "\n".join(self.lines))
-
-    def http_port(self) -> int:
-        return int(self.wait_for_log(r"serving HTTP on 127\.0\.0\.1:(\d+)").group(1))
-
-    def signal(self, signum: int) -> int:
-        """Send `signum`; the number of log lines before it, for `wait_for_log(after=)`."""
-        mark = len(self.lines)
-        self.process.send_signal(signum)
-        return mark
-
-    def stop(self, timeout_s: float = TIMEOUT_S) -> tuple[int, float]:
-        """SIGTERM; the exit status and how long the exit took, s."""
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout_s)
-        took = time.monotonic() - started
-        self._reader.join(2)
-        return code, took
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
-        self._reader.join(2)
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+# `gpuwatch serve` as a real process; stderr lines are collected as they come.
+Serve = ServeProcess
 
 
 def state(port: int, connection: http.client.HTTPConnection | None = None) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import re
 from collections.abc import Callable
@@ -19,7 +20,8 @@ from gpuwatch.exposure.http.protocol import Answer, RequestHeaders
 from gpuwatch.exposure.http.responses import Response, error_response, json_response
 from gpuwatch.exposure.http.scrape import Scrapes
 from gpuwatch.exposure.publication import JITTER_BITS, AdmitRoute
-from gpuwatch.policy.admission import UnknownGpuError, parse_priority
+from gpuwatch.policy.admission import UnknownGpuError
+from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.decision import PriorityClass
 
 ADMIT_PATHS = {
@@ -37,6 +39,7 @@ GPU_PARAMETER = "gpu"
 # What can name a GPU in `gpu=`: an index, or an NVML uuid (any case). Written so that Python and
 # the OpenAPI document (ECMA-262 regex) read it alike.
 GPU_NAME_PATTERN = "^([0-9]{1,4}|[Gg][Pp][Uu]-[0-9A-Fa-f-]{8,64})$"
+_CANONICAL = ClassNames()  # the three classes by their own names; `default` when none is named
 GPU_NAME = re.compile(GPU_NAME_PATTERN.removesuffix("$") + r"\Z")  # `$` would pass a final newline
 # Distinct query strings and class headers remembered; the cache is emptied when it is full, so
 # a client sending endless distinct queries costs a re-parse, not memory.
@@ -76,8 +79,8 @@ class AdmitQuery:
     error: Response | None = None
 
 
-def parse_admit_query(query: bytes) -> AdmitQuery:
-    """`class=…&gpu=…`; other parameters are ignored, a repeated one is an error."""
+def parse_admit_query(query: bytes, classes: ClassNames = _CANONICAL) -> AdmitQuery:
+    """`class=…&gpu=…`, names per `classes`; other parameters are ignored, a repeated one is an error."""
     values: dict[str, str] = {}
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if name in values:
@@ -86,7 +89,7 @@ def parse_admit_query(query: bytes) -> AdmitQuery:
     priority = None
     if CLASS_PARAMETER in values:
         try:
-            priority = parse_priority(values[CLASS_PARAMETER])
+            priority = classes.resolve(values[CLASS_PARAMETER])
         except ValueError as exc:
             return AdmitQuery(error=error_response(400, "unknown_class", str(exc)))
     return AdmitQuery(priority=priority, gpu=values.get(GPU_PARAMETER))
@@ -102,9 +105,9 @@ def _cached(cache: dict[bytes, _T], key: bytes, make: Callable[[bytes], _T]) -> 
     return found
 
 
-def _header_priority(value: bytes) -> PriorityClass | Response:
+def _header_priority(value: bytes, classes: ClassNames = _CANONICAL) -> PriorityClass | Response:
     try:
-        return parse_priority(value.decode("latin-1").strip())
+        return classes.resolve(value.decode("latin-1"))
     except ValueError as exc:
         return error_response(400, "unknown_class", f"X-GPUWatch-Class: {exc}")
 
@@ -126,8 +129,12 @@ class Routes:
         auth: BasicAuth | None = None,
         drains: DrainControl | None = None,
         admin: bool = False,
+        classes: ClassNames = _CANONICAL,
     ) -> None:
         self._board = board
+        self._classes = classes
+        self._parse_query = functools.partial(parse_admit_query, classes=classes)
+        self._parse_header = functools.partial(_header_priority, classes=classes)
         self._drain = DrainRoute(
             board,
             drains,
@@ -196,17 +203,17 @@ class Routes:
         return self._static.get(path, NOT_FOUND)
 
     def _admit(self, route: AdmitRoute, query: bytes, class_header: bytes | None) -> Response:
-        asked = _cached(self._queries, query, parse_admit_query)
+        asked = _cached(self._queries, query, self._parse_query)
         if asked.error is not None:
             return asked.error
         # A bad header is refused even when the query overrides it: it is wrong either way.
         from_header = None
         if class_header is not None:
-            parsed = _cached(self._class_headers, class_header, _header_priority)
+            parsed = _cached(self._class_headers, class_header, self._parse_header)
             if isinstance(parsed, Response):
                 return parsed
             from_header = parsed
-        priority = asked.priority or from_header or PriorityClass.DEFAULT
+        priority = asked.priority or from_header or self._classes.default
         publication = self._board.current
         gpu = None
         if asked.gpu is not None:

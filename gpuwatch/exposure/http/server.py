@@ -23,6 +23,7 @@ from gpuwatch.exposure.listen import ListenAddress, bound_addresses, listen
 from gpuwatch.exposure.metrics.exposition import CONTENT_TYPE, MetricsExposition
 from gpuwatch.exposure.openapi import openapi_document
 from gpuwatch.exposure.webwatch import WebSecurity
+from gpuwatch.policy.classes import ClassNames
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class WebOptions:
     max_connections: int = 4096  # HTTP connections at once; past it a 503 and close (0: no cap)
     drains: DrainControl | None = None  # what /v1/drain reads and changes
     admin_api: bool = False  # --web.enable-admin-api: POST and DELETE /v1/drain
+    classes: ClassNames = field(default_factory=ClassNames)  # class names requests may use
 
 
 # How long shutdown waits for requests in flight before dropping their connections, s.
@@ -56,10 +58,12 @@ _SCRAPE_THREADS = 2
 _AUTH_THREADS = 2
 
 
-def static_routes(telemetry_path: str = "/metrics") -> dict[bytes, Response]:
+def static_routes(
+    telemetry_path: str = "/metrics", classes: ClassNames | None = None
+) -> dict[bytes, Response]:
     """Responses that never change: health, landing page, OpenAPI document."""
     page = landing_page(telemetry_path).encode()
-    document = json_bytes(openapi_document(telemetry_path))
+    document = json_bytes(openapi_document(telemetry_path, classes or ClassNames()))
     return {
         b"/healthz": HEALTHY,
         b"/": build_response(200, "text/html; charset=utf-8", page),
@@ -111,12 +115,13 @@ class ExposureServer:
         self.scrapes = Scrapes(exposition, CONTENT_TYPE, self._web.max_requests, self._scrape_threads)
         self._routes = Routes(
             board,
-            static_routes(self._web.telemetry_path),
+            static_routes(self._web.telemetry_path, self._web.classes),
             telemetry_path=self._web.telemetry_path.encode(),
             scrapes=self.scrapes,
             auth=BasicAuth(self._web.security, self._auth_threads),
             drains=self._web.drains,
             admin=self._web.admin_api,
+            classes=self._web.classes,
         )
         self._connections: set[HttpProtocol] = set()
         self._refusing: set[RefusingProtocol] = set()
