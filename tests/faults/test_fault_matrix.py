@@ -230,6 +230,19 @@ def _end_storm(_fake: FakeNvml) -> None:
     STORM.wait()
 
 
+def _metrics_caught_up(check: Callable[[], str], timeout_s: float = 1.0) -> str:
+    """`check()` once /metrics shows what /v1/state shows: a decision is published before its
+    metrics render (so admission clients see it first), which lags by a few milliseconds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _temperature_only_served(port: int, fake: FakeNvml) -> str:
     """GPU 3 reports its temperature and nothing else: absent values, not zeros, and no error."""
     temperature = metric_samples(port, "gpuwatch_gpu_temperature_celsius")
@@ -414,13 +427,13 @@ def test_fault(fault: Fault, four_gpus: FakeNvml, tmp_path: Path, monkeypatch: p
             )
             pinned, _ = admit_status(port, f"class=default&gpu={fault.affected[0]}")
             node, node_gpu = admit_status(port, "class=default")
-            special = fault.while_held(port, fake) if fault.while_held else ""
+            special = _metrics_caught_up(lambda: fault.while_held(port, fake)) if fault.while_held else ""
             problems = _hold(port, fault, steady, fault.hold_s)
 
             fault.clear(fake)
             cleared_at = time.monotonic() + fault.clear_delay_s
             if fault.once_cleared:
-                special = fault.once_cleared(port)
+                special = _metrics_caught_up(lambda: fault.once_cleared(port))
             wait_for_states(port, all_ok, timeout_s=WAIT_TIMEOUT_S, what="every GPU OK again")
             recovered_s = time.monotonic() - cleared_at
             time.sleep(2 * INTERVAL_S)  # a few more samples: anything a fault cycle leaks shows by now

@@ -163,6 +163,50 @@ class TestServedText:
         assert temperature(identity) == temperature(decoded) == 85.0
         assert b'gpuwatch_node_state{state="hot"} 1.0' in identity
 
+    def test_published_before_its_render_the_previous_text_is_served_until_prepare(self):
+        """The daemon's order: expect, publish (admission sees it at once), then prepare."""
+        board = Board("sim:test", lambda d, _n: d)
+        exposition = MetricsExposition(board, 1.0, monotonic=lambda: 0.0)
+        published(exposition, board, node(gpu(0)), 60.0)
+        hot = node(gpu(0, ThermalState.HOT, pressure=0.9), sequence=2)
+        exposition.expect(hot)
+        board.publish(hot)
+        # Not rendered yet: a scrape is answered at once, with the previous decision's text.
+        assert all(temperature(body) == 60.0 for body in both(exposition))
+        exposition.prepare(snapshot(sample(0, reading(temperature_c=85.0))), hot)
+        identity, decoded = both(exposition)
+        assert temperature(identity) == temperature(decoded) == 85.0
+        assert b'gpuwatch_node_state{state="hot"} 1.0' in identity
+
+    def test_an_expiry_while_a_render_is_awaited_is_not_undone_by_that_render(self):
+        stale = [False]
+        board = Board("sim:test", lambda d, _n: node(gpu(0, ThermalState.UNKNOWN)) if stale[0] else d)
+        exposition = MetricsExposition(board, 1.0, monotonic=lambda: 0.0)
+        published(exposition, board, node(gpu(0)), 60.0)
+        fresh = node(gpu(0), sequence=2)
+        exposition.expect(fresh)
+        board.publish(fresh)
+        stale[0] = True
+        assert board.check_expiry(0.0)  # the board now holds UNKNOWN
+        exposition.prepare(snapshot(sample(0, reading(temperature_c=64.0))), fresh)
+        unknown = b'gpuwatch_node_state{state="unknown"} 1.0'
+        assert unknown in exposition.body()
+
+    def test_after_an_expiry_the_next_decision_is_ready_without_a_scrape_render(self):
+        stale = [False]
+        board = Board("sim:test", lambda d, _n: node(gpu(0, ThermalState.UNKNOWN)) if stale[0] else d)
+        exposition = MetricsExposition(board, 1.0, monotonic=lambda: 0.0)
+        published(exposition, board, node(gpu(0)), 60.0)
+        stale[0] = True
+        assert board.check_expiry(0.0)
+        stale[0] = False
+        assert exposition.ready_body() is None  # nobody has rendered the expired decision
+        fresh = node(gpu(0), sequence=3)
+        exposition.expect(fresh)
+        board.publish(fresh)
+        exposition.prepare(snapshot(sample(0, reading(temperature_c=66.0))), fresh)
+        assert all(temperature(body) == 66.0 for body in both(exposition))  # ready: no render
+
     def test_the_boards_expiry_is_served_in_both_encodings(self):
         stale = [False]
 

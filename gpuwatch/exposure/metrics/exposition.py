@@ -106,6 +106,9 @@ class MetricsExposition:
         self._snapshot: Snapshot | None = None  # the latest snapshot prepared
         self._serving = _Serving(Observation(None, board.current.decision), None)
         self._prepared: tuple[Observation, _Rendered] | None = None  # prepare's latest render
+        # A decision `expect`ed: published before its render, which `prepare` brings right after.
+        self._expected: NodeDecision | None = None
+        self._board = board
         self._rendering = self._serving.observation  # what the collectors describe while rendering
         # Held while rendering (milliseconds), so that two threads never render at once.
         self._render_lock = threading.Lock()
@@ -126,14 +129,28 @@ class MetricsExposition:
         """What the decision families describe in the render under way."""
         return self._rendering
 
+    def expect(self, decision: NodeDecision) -> None:
+        """`decision` is about to be published and `prepare`d just after, in that order.
+
+        Publishing first puts a decision in front of admission clients without waiting for its
+        metrics render (1-2 ms of the sampler thread, longer under load); until `prepare` is
+        done, scrapes keep serving the previous decision's rendered text, one sample old.
+        """
+        with self._swap_lock:
+            self._expected = decision
+
     def prepare(self, snapshot: Snapshot, decision: NodeDecision) -> None:
-        """Render the families of `decision`, made from `snapshot`, before it is published."""
+        """Render the families of `decision` (from `snapshot`) before it is published, or see `expect`."""
         observation = Observation(snapshot, decision)
         with self._render_lock:
             rendered = self._render(observation)
         with self._swap_lock:
             self._snapshot = snapshot
             self._prepared = (observation, rendered)
+            # Published already (see `expect`): serve it now. The board swaps under its own lock
+            # before telling us, so a publication that follows this check is served after it.
+            if self._board.current.decision is decision:
+                self._serving = _Serving(observation, rendered)
 
     def ready_body(self, *, gzipped: bool = False) -> bytes | None:
         """The whole exposition (gzip-compressed if `gzipped`) if no render is needed, else None.
@@ -159,6 +176,8 @@ class MetricsExposition:
             prepared = self._prepared
             if prepared is not None and prepared[0].decision is new.decision:
                 self._serving = _Serving(*prepared)  # its text is ready: scrapes never wait for it
+            elif self._expected is new.decision:
+                self._expected = None  # `prepare` swaps it in shortly; until then, the one before
             else:  # the board's expiry of the decision served: rendered by the first scrape
                 self._serving = _Serving(Observation(self._snapshot, new.decision), None)
 
