@@ -141,6 +141,11 @@ def measure(command: list[str], port: int, args: argparse.Namespace, wrk_cpus: s
     with running(command, port):
         wrk(url, 2, wrk_cpus, args.threads)
         runs = [wrk(url, args.duration, wrk_cpus, args.threads) for _ in range(args.repeat)]
+    return median_run(runs)
+
+
+def median_run(runs: list[WrkRun]) -> WrkRun:
+    """Each figure's median over `runs`."""
     return WrkRun(
         statistics.median(run.requests_per_s for run in runs),
         statistics.median(run.p50_ms for run in runs),

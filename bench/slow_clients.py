@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from admit import WrkRun, free_port, gpuwatch_command, pinned, running, wrk
+from admit import WrkRun, free_port, gpuwatch_command, median_run, pinned, running, wrk
 
 TARGET_P99_MS = 5.0
 REQUEST = b"GET /v1/admit?class=default HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"x" * 64 + b"\r\n\r\n"
@@ -70,11 +69,7 @@ def measure(port: int, clients: int, mode: str, args: argparse.Namespace, cpus: 
         if holder is not None:
             holder.terminate()
             holder.wait(10)
-    return WrkRun(
-        statistics.median(run.requests_per_s for run in runs),
-        statistics.median(run.p50_ms for run in runs),
-        statistics.median(run.p99_ms for run in runs),
-    )
+    return median_run(runs)
 
 
 def main() -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, cast
+from typing import cast
 
+from gpuwatch.exposure.http.protocol import DateSource
 from gpuwatch.exposure.http.responses import error_response
 
 # Refused connections waiting for their request, at most this long, s: the answer goes after the
@@ -13,15 +14,6 @@ _WAIT_FOR_REQUEST_S = 1.0
 # Refused connections held at once; past this a connection is closed unanswered, so a flood cannot
 # use up file descriptors while it waits for its 503.
 MAX_REFUSING = 256
-
-
-class DateSource(Protocol):
-    """Gives the current `Date:` header line."""
-
-    @property
-    def line(self) -> bytes:
-        """`Date: …` with its CRLF."""
-        ...
 
 
 def refusal_bytes(max_connections: int, date: bytes) -> bytes:
