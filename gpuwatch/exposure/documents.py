@@ -50,6 +50,7 @@ def gpu_document(gpu: GpuDecision, decided_at: float) -> JsonDict:
         "clock_event_reasons": list(gpu.clock_event_reasons),
         "retry_after_s_by_class": _retry_afters(gpu.retry_after_by_class),
         "prediction_basis": gpu.prediction_basis,
+        "rejected_readings": dict(gpu.rejected_readings),
         "sample_age_s": None if gpu.sampled_at is None else _rounded(decided_at - gpu.sampled_at, 3),
     }
 

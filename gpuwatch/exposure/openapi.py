@@ -63,7 +63,20 @@ def _gpu_schema() -> Json:
         "sentence": {"type": "string"},
         "clock_event_reasons": {"type": "array", "items": {"type": "string"}},
         "retry_after_s_by_class": _RETRY_AFTERS,
-        "prediction_basis": {"type": "string", "enum": ["model", "slope", "none"]},
+        "prediction_basis": {
+            "type": "string",
+            "enum": ["corrected", "model", "slope", "none"],
+            "description": (
+                "what the forecast rests on: corrected (the fitted model, corrected by the margin's "
+                "measured trajectory or rate), model (the fitted model alone), slope (the recent "
+                "readings' slope, before the model converges), none (too little history)"
+            ),
+        },
+        "rejected_readings": {
+            "type": "object",
+            "description": "readings the forecast could not use and dropped, by reason",
+            "additionalProperties": {"type": "integer", "minimum": 1},
+        },
         **dict.fromkeys(numbers, _NUMBER_OR_NULL),
     }
     return {"type": "object", "required": list(properties), "properties": properties}

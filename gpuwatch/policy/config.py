@@ -63,9 +63,10 @@ class PolicyConfig:
     horizon_s: float = 60.0
     job_power_w: float | None = None  # None: learned from observed power steps
     job_power_default_ratio: float = 0.25  # until a step is seen: this share of the power limit
-    tau_prior_s: float = 20.0
-    resistance_prior_c_per_w: float = 0.05
-    model_memory_s: float = 30.0  # the fit forgets old samples with this time constant
+    tau_prior_s: float = 120.0  # the slow node's (heat sink's) time constant
+    resistance_prior_c_per_w: float = 0.05  # die to inlet at steady state
+    die_share_prior: float = 0.4  # the share of that resistance that shows within seconds
+    model_memory_s: float = 120.0  # the fit forgets old samples with this time constant
     slope_min_samples: int = 10
     slope_max_samples: int = 30
     # Pressure is 0 at or above this margin and rises linearly to 1 at margin 0.
@@ -174,6 +175,7 @@ def _rules(c: PolicyConfig) -> list[tuple[str, bool, str]]:
         *rules,
         ("job_power_w", c.job_power_w is None or c.job_power_w > 0, "must be > 0 W, or left out to learn it"),
         ("job_power_default_ratio", 0 < c.job_power_default_ratio <= 1, "must be in (0, 1]"),
+        ("die_share_prior", 0 <= c.die_share_prior < 1, "must be in [0, 1)"),
         (
             "slope_min_samples",
             c.slope_min_samples >= 10,

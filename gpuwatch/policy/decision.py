@@ -105,7 +105,10 @@ class GpuDecision:
     sampled_at: float | None = None  # monotonic time of the reading it rests on; None: none
     # Predicted seconds until it admits each class it now refuses, un-jittered and clamped.
     retry_after_by_class: RetryAfters = ()
-    prediction_basis: str = "none"  # "model" (fitted RC model), "slope" (recent trend) or "none"
+    # "corrected" (the model, its time to slowdown from the measured trajectory), "model" (the
+    # fitted model), "slope" (recent trend) or "none"
+    prediction_basis: str = "none"
+    rejected_readings: tuple[tuple[str, int], ...] = ()  # readings the model dropped, by reason
 
     def retry_after_for(self, priority: PriorityClass) -> float | None:
         """Predicted seconds until this GPU admits `priority`; None when it does (or no estimate)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Sequence
@@ -9,16 +10,18 @@ from dataclasses import dataclass
 
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.history import Point, margin_slope
-from gpuwatch.policy.thermal_model import RcFit, RcParameters, margin_estimate_c
+from gpuwatch.policy.thermal_model import RcFit, RcParameters
+from gpuwatch.policy.trajectory import Measured
 
-# Readings are whole degrees: the reading first shows margin 0 once the smooth margin the model
-# tracks falls below half a degree (whether the driver floors or rounds), so that is the target.
-SLOWDOWN_MARGIN_C = 0.5
+# The model tracks the true margin (dequantise.py undoes the whole-degree rounding), and the
+# first reading of margin 0 comes when the true margin reaches 0.
+SLOWDOWN_MARGIN_C = 0.0
 
 
 class Basis(enum.StrEnum):
     """What a forecast rests on."""
 
+    CORRECTED = "corrected"  # the converged model, its time constant adapted to the measured trajectory
     MODEL = "model"  # the fitted RC model, converged
     SLOPE = "slope"  # slope regression over the recent readings, before the fit converges
     NONE = "none"  # too little history to predict anything
@@ -50,24 +53,60 @@ class Forecast:
     sustainable_power_w: float | None
 
 
-def forecast(
-    fit: RcFit | None, window: Sequence[Point], margin_c: float, load: Load, config: PolicyConfig
+def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
+    fit: RcFit | None,
+    window: Sequence[Point],
+    margin_c: float,
+    load: Load,
+    config: PolicyConfig,
+    *,
+    measured: Measured | None = None,
 ) -> Forecast:
-    """Predictions from the converged model, else from the margin's slope, else none."""
-    if fit is not None and load.power_w is not None and fit.converged(window, config.slope_min_samples):
+    """Predictions from the converged model, else from the margin's slope, else none.
+
+    The time to slowdown comes from what the readings show (`measured`: the trajectory through
+    the latest crossings, or their rate) whenever they show it, and from the model otherwise.
+    """
+    model: Forecast | None = None
+    if fit is not None and load.power_w is not None and fit.converged(config.slope_min_samples):
         params = fit.parameters
-        estimate_c = (
-            None if params is None else margin_estimate_c(params, window[-config.slope_min_samples :])
-        )
-        if params is not None and estimate_c is not None:
-            return _from_model(params, estimate_c, load, config)
-    slope = margin_slope(window[-config.slope_max_samples :], config.slope_min_samples)
-    if slope is None:
-        return Forecast(Basis.NONE, None, None, None)
-    return _from_slope(slope, margin_c, load, prior_parameters(fit, margin_c, load, config), config)
+        if params is not None:
+            model = _from_model(params, margin_c, fit.lagged_power_w, load, config)
+    if model is None:
+        slope = margin_slope(window[-config.slope_max_samples :], config.slope_min_samples)
+        if slope is not None:
+            model = _from_slope(slope, margin_c, load, prior_parameters(fit, margin_c, load, config), config)
+    base = model or Forecast(Basis.NONE, None, None, None)
+    if measured is None:
+        return base
+    return _corrected(base, measured, margin_c)
 
 
-def _from_model(params: RcParameters, margin_c: float, load: Load, config: PolicyConfig) -> Forecast:
+def _corrected(base: Forecast, measured: Measured, margin_c: float) -> Forecast:
+    """`base` with the time to slowdown the readings show, where they show one.
+
+    The trajectory through the latest crossings wins when there is one; where its arc levels
+    off above the limit, the model, then the margin's present rate, may still see it cross.
+    Without a trajectory the rate stands in only where the model sees no crossing.
+    """
+    if measured.path is not None:
+        seconds = measured.time_to_c(margin_c, SLOWDOWN_MARGIN_C)
+        if seconds is None:
+            seconds = base.time_to_slowdown_s
+    elif base.time_to_slowdown_s is None:
+        seconds = None
+    else:
+        return base
+    if seconds is None:
+        seconds = dataclasses.replace(measured, path=None).time_to_c(margin_c, SLOWDOWN_MARGIN_C)
+    if seconds is None and measured.path is None:
+        return base
+    return dataclasses.replace(base, basis=Basis.CORRECTED, time_to_slowdown_s=seconds)
+
+
+def _from_model(
+    params: RcParameters, margin_c: float, lagged_w: float, load: Load, config: PolicyConfig
+) -> Forecast:
     power_w = load.power_w or 0.0  # the caller checked it is known
     raised_w = load.with_one_more_job_w() or power_w
     sustainable_w = params.sustainable_power_w(config.elevated_enter_margin_c)
@@ -75,8 +114,10 @@ def _from_model(params: RcParameters, margin_c: float, load: Load, config: Polic
         sustainable_w = min(sustainable_w, load.power_limit_w)
     return Forecast(
         basis=Basis.MODEL,
-        time_to_slowdown_s=params.time_to_margin_s(margin_c, min(margin_c, SLOWDOWN_MARGIN_C), power_w),
-        predicted_margin_c=params.margin_after_c(margin_c, raised_w, config.horizon_s),
+        time_to_slowdown_s=params.time_to_margin_s(
+            margin_c, min(margin_c, SLOWDOWN_MARGIN_C), power_w, lagged_w
+        ),
+        predicted_margin_c=params.margin_after_c(margin_c, raised_w, config.horizon_s, lagged_w),
         sustainable_power_w=max(0.0, sustainable_w),
     )
 

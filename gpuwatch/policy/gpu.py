@@ -14,23 +14,14 @@ the fresh reading (escalating at once if the reading says so).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from gpuwatch.model import ClockEventReason, GpuHealth, GpuReading, GpuSample, RecoveryAction
-from gpuwatch.policy import reasons, verdict
+from gpuwatch.policy import reasons, screen, verdict
 from gpuwatch.policy.decision import GpuDecision, ThermalState
-from gpuwatch.policy.forecast import Forecast, Load, forecast
-from gpuwatch.policy.history import Point, appended
+from gpuwatch.policy.forecast import Basis, Forecast, forecast
 from gpuwatch.policy.states import Ladder, Observation, step, suspend
-from gpuwatch.policy.thermal_model import RcFit
 from gpuwatch.policy.track import GpuTrack, Moment
-
-# Reasons that move power for other reasons than jobs: such readings teach nothing about ΔP_job.
-_HELD_CLOCKS = (
-    ClockEventReason.SW_POWER_CAP
-    | ClockEventReason.SW_THERMAL_SLOWDOWN
-    | ClockEventReason.HW_THERMAL_SLOWDOWN
-    | ClockEventReason.HW_SLOWDOWN
-)
 
 
 def hw_thermal(reading: GpuReading) -> bool:
@@ -45,6 +36,11 @@ def hw_thermal(reading: GpuReading) -> bool:
 def assess(track: GpuTrack, sample: GpuSample, moment: Moment) -> tuple[GpuTrack, GpuDecision]:
     """The GPU's new track and its decision for a snapshot judged at `moment`."""
     track, failures = _failures(track, sample, moment)
+    sample, not_finite = _finite(sample)
+    if not_finite:
+        model = track.model
+        model = dataclasses.replace(model, rejected=screen.counted(model.rejected, screen.NOT_A_NUMBER))
+        track = dataclasses.replace(track, model=model, rejected_now=screen.NOT_A_NUMBER)
     reading = sample.reading
     # A GPU the source could not read this round (a hung or failing call) is not known now, even
     # though its last reading is younger than the staleness limit: say so at once.
@@ -54,8 +50,8 @@ def assess(track: GpuTrack, sample: GpuSample, moment: Moment) -> tuple[GpuTrack
         and moment.now - reading.monotonic <= moment.stale_after_s
     )
     if reading is not None and fresh and reading.margin_c is not None:
-        if track.learned_at is None or reading.monotonic > track.learned_at:
-            track = _learned(track, reading, reading.margin_c, moment)
+        if track.model.learned_at is None or reading.monotonic != track.model.learned_at:
+            track = _observed(track, reading, reading.margin_c, moment)
     elif track.ladder is not None:
         track = dataclasses.replace(track, ladder=suspend(track.ladder))
     if failures:
@@ -67,56 +63,52 @@ def assess(track: GpuTrack, sample: GpuSample, moment: Moment) -> tuple[GpuTrack
     if decision.state is not track.shown:
         track = dataclasses.replace(track, shown=decision.state, shown_since=moment.now)
     track = dataclasses.replace(track, pressure=decision.pressure)
-    return track, dataclasses.replace(decision, state_since=track.shown_since)
+    return track, dataclasses.replace(
+        decision, state_since=track.shown_since, rejected_readings=track.model.rejected
+    )
 
 
-def _learned(track: GpuTrack, reading: GpuReading, margin_c: float, moment: Moment) -> GpuTrack:
-    """The track after one fresh reading: history, fit, ΔP_job, forecast and a ladder step."""
+def _finite(sample: GpuSample) -> tuple[GpuSample, bool]:
+    """The sample with a NaN or infinite margin or power left out, as a source drops what it cannot read."""
+    reading = sample.reading
+    if reading is None:
+        return sample, False
+    bad = {
+        name: None
+        for name in ("margin_c", "power_w", "power_limit_w")
+        if (value := getattr(reading, name)) is not None and not math.isfinite(value)
+    }
+    if not bad:
+        return sample, False
+    return dataclasses.replace(sample, reading=dataclasses.replace(reading, **bad)), True  # type: ignore[arg-type]
+
+
+def _observed(track: GpuTrack, reading: GpuReading, margin_c: float, moment: Moment) -> GpuTrack:
+    """The track after one fresh reading: the model stage, the forecast, and a ladder step.
+
+    A reading the model drops is still judged on its own margin (a real jump towards the limit
+    must still hold work back), with the forecast the readings before it gave; one from a clock
+    that went backwards is not judged at all.
+    """
     config = moment.config
-    point = Point(reading.monotonic, margin_c, reading.power_w)
-    clocks_free = not (reading.clock_event_reasons or 0) & _HELD_CLOCKS
-    job_power = track.job_power
-    previous = track.window[-1] if track.window else None
-    if previous is not None and previous.power_w is not None and point.power_w is not None:
-        free = clocks_free and track.clocks_free
-        job_power = job_power.observe(
-            previous.power_w, point.power_w, reading.power_limit_w, clocks_free=free
-        )
-    fit = _fitted(track.fit, point, moment)
-    window = appended(track.window, point, max(config.slope_max_samples, config.slope_min_samples))
-    load = Load(reading.power_w, reading.power_limit_w, job_power.estimate_w(reading.power_limit_w, config))
-    prediction = forecast(fit, window, margin_c, load, config)
+    learned_at = track.model.learned_at
+    gap = learned_at is not None and reading.monotonic - learned_at > moment.stale_after_s
+    model, problem = track.model.observe(reading, margin_c, moment.interval_s, config)
+    track = dataclasses.replace(track, model=model, rejected_now=problem)
+    if problem is None:
+        load = model.load(reading, config)
+        estimate_c = model.window[-1].margin_c
+        measured = model.measured(reading.monotonic, margin_c)
+        prediction = forecast(model.fit, model.window, estimate_c, load, config, measured=measured)
+        track = dataclasses.replace(track, prediction=prediction, load=load)
+    elif problem == screen.CLOCK_BACKWARDS or track.ladder is None:
+        return track
+    prediction = track.prediction or Forecast(Basis.NONE, None, None, None)
     obs = _observation(reading, margin_c, prediction)
     ladder = track.ladder or Ladder(ThermalState.OK, moment.now)
-    if track.learned_at is not None and reading.monotonic - track.learned_at > moment.stale_after_s:
+    if gap and problem is None:
         ladder = suspend(ladder)  # a gap nobody saw through: the dwell starts again
-    return dataclasses.replace(
-        track,
-        window=window,
-        fit=fit,
-        job_power=job_power,
-        ladder=step(ladder, obs, moment.now, config),
-        learned_at=reading.monotonic,
-        clocks_free=clocks_free,
-        observation=obs,
-        prediction=prediction,
-        load=load,
-    )
-
-
-def _fitted(fit: RcFit | None, point: Point, moment: Moment) -> RcFit | None:
-    """The RC fit after `point`, started at the first reading with power."""
-    if fit is not None:
-        return fit.update(point)
-    if point.power_w is None:
-        return None
-    return RcFit.start(
-        point,
-        step_s=moment.interval_s,
-        tau_prior_s=moment.config.tau_prior_s,
-        resistance_prior_c_per_w=moment.config.resistance_prior_c_per_w,
-        memory_s=moment.config.model_memory_s,
-    )
+    return dataclasses.replace(track, observation=obs, ladder=step(ladder, obs, moment.now, config))
 
 
 def _observation(reading: GpuReading, margin_c: float, prediction: Forecast) -> Observation:

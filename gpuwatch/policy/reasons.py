@@ -25,6 +25,9 @@ RESET_REQUIRED = "reset_required"
 RECOVERY_ACTION = "recovery_action"
 CRITICAL_XID = "critical_xid"
 # UNKNOWN
+# The latest reading was not learned from (NaN, a jump of tens of degrees, power above twice the
+# limit, a clock going backwards); the forecast rests on the readings before it.
+MODEL_INPUT_REJECTED = "model_input_rejected"
 STALE_SAMPLE = "stale_sample"
 NO_READING = "no_reading"
 NO_MARGIN = "no_margin"  # a reading without a thermal margin: nothing to judge by
@@ -45,6 +48,7 @@ ALL_REASONS = frozenset(
         TIME_TO_SLOWDOWN_SHORT,
         SW_THERMAL_SLOWDOWN,
         MARGIN_EXHAUSTED,
+        MODEL_INPUT_REJECTED,
         HW_THERMAL_SLOWDOWN,
         MEMORY_MARGIN_EXHAUSTED,
         HYSTERESIS,

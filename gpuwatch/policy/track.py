@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ThermalState
 from gpuwatch.policy.forecast import Forecast, Load
-from gpuwatch.policy.history import Point
-from gpuwatch.policy.job_power import JobPower
+from gpuwatch.policy.learning import MarginModel
 from gpuwatch.policy.states import Ladder, Observation
-from gpuwatch.policy.thermal_model import RcFit
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +29,9 @@ class Moment:
 class GpuTrack:
     """Everything kept about one GPU between snapshots; replaced, never changed."""
 
-    window: tuple[Point, ...] = ()
-    fit: RcFit | None = None
-    job_power: JobPower = field(default_factory=JobPower)
+    model: MarginModel = field(default_factory=MarginModel)
+    rejected_now: str | None = None  # why the latest reading was not learned from
     ladder: Ladder | None = None  # None until the first fresh reading
-    learned_at: float | None = None  # monotonic time of the last reading learned from
-    clocks_free: bool = True  # the last reading learned from had no clock-holding reason
     observation: Observation | None = None
     prediction: Forecast | None = None
     load: Load | None = None

@@ -92,6 +92,10 @@ def thermal(track: GpuTrack, sample: GpuSample, moment: Moment) -> GpuDecision:
         raise ValueError("a thermal verdict needs a track that has learned from a fresh reading")
     config = moment.config
     codes, clause = wording.explain_ladder(ladder, obs, moment.now, config)
+    if track.rejected_now is not None:
+        codes = (*codes, reasons.MODEL_INPUT_REJECTED)
+        dropped = track.rejected_now.replace("_", " ")
+        clause = f"{clause} (a reading the forecast cannot use was dropped: {dropped})"
     pressure = gpu_pressure(obs.margin_c, obs.memory_margin_c, obs.predicted_margin_c, config)
     retry_afters = retry.ladder_retry_afters(ladder, moment.now, config, cooling_time(track, config))
     return dataclasses.replace(
@@ -107,6 +111,7 @@ def thermal(track: GpuTrack, sample: GpuSample, moment: Moment) -> GpuDecision:
         retry_after_by_class=retry_afters,
         retry_after_s=retry_after_in(retry_afters, PriorityClass.DEFAULT),
         prediction_basis=str(prediction.basis),
+        rejected_readings=track.model.rejected,
     )
 
 
@@ -115,7 +120,7 @@ def cooling_time(track: GpuTrack, config: PolicyConfig) -> retry.CoolingTime:
     obs, load = track.observation, track.load
     if obs is None or load is None or load.power_w is None:
         return lambda _target_c: None
-    params = prior_parameters(track.fit, obs.margin_c, load, config)
+    params = prior_parameters(track.model.fit, obs.margin_c, load, config)
     reduced_w = max(0.0, load.power_w - (load.job_power_w or 0.0))
     margin_c = obs.margin_c
     return lambda target_c: (

@@ -71,12 +71,12 @@ class SimNode:
     def __init__(self, index: int, spec: NodeSpec, scenario: Scenario, clock: ManualClock) -> None:
         self.index = index
         self.spec = spec
-        events = [SimEvent(at_s=0.0, cooling_factor=spec.cooling_factor)]
-        events += [_sim_event(event) for event in scenario.events if _touches(event, index)]
+        events = [_sim_event(event) for event in scenario.events if _touches(event, index)]
         sim = SimScenario(
             skus=spec.skus,
             seed=scenario.seed * 1000 + index,
             inlet_c=spec.inlet_c,
+            cooling_factor=spec.cooling_factor,
             load=LoadSettings(jobs=0, arrival_per_s=0.0),
             events=tuple(sorted(events, key=lambda event: event.at_s)),
         )

@@ -11,12 +11,14 @@ from serve_helpers import ServeProcess, agent_answer, get
 
 # Two H100s held at their 700 W cap with 20 °C of margin. At 3 s the room's cooling fails (inlet
 # 60 °C, fans at half strength): they heat at ~1.5 °C/s towards far past their limit. At 13 s
-# cooling returns, colder than before, so they recover within seconds.
+# cooling returns, colder than before, so they recover within seconds. The first-order plant
+# (one node, tau 20 s): a real heat sink takes minutes, longer than a test should wait.
 FAULT_AT_S = 3.0
 RECOVER_AT_S = 13.0
 SCENARIO = f"""
 seed = 3
 inlet_c = 32.0
+plant = "first-order"
 
 [[gpus]]
 sku = "H100"

@@ -11,6 +11,7 @@ from serve_helpers import ServerThread, get, gpu, node
 
 from gpuwatch.exposure.landing import ROUTES
 from gpuwatch.policy.decision import ThermalState
+from gpuwatch.policy.forecast import Basis
 
 OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
 ADMIT_PATHS = ("/v1/admit", "/v1/admit/nginx", "/v1/admit/envoy")
@@ -245,6 +246,10 @@ class TestProbesAndDocs:
         assert "Retry-After" in admit["responses"]["503"]["headers"]
         assert {"403"} <= set(document["paths"]["/v1/admit/nginx"]["get"]["responses"])
         assert {"429"} <= set(document["paths"]["/v1/admit/envoy"]["get"]["responses"])
+        gpu_schema = document["components"]["schemas"]["Gpu"]["properties"]
+        assert gpu_schema["prediction_basis"]["enum"] == [str(basis) for basis in Basis]
+        assert "corrected" in gpu_schema["prediction_basis"]["description"]
+        assert "rejected_readings" in gpu_schema
 
     @pytest.mark.parametrize(
         ("path", "schema"),

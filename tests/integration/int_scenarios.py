@@ -1,7 +1,8 @@
 """Simulated nodes for the integration tests, as scenario TOML (see gpuwatch/sources/sim/scenario.py).
 
 One H100 at a steady load, no random arrivals, so every run heats the same way. An H100 sheds
-its heat through R = 0.05 °C/W with tau = 20 s and hits max operating at 87 °C.
+its heat through R = 0.05 °C/W and hits max operating at 87 °C. The cooling fault runs on the
+first-order plant (tau = 20 s): a real board's heat sink takes minutes, longer than a test waits.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def cooling_fault(fault_at_s: float, recovered_at_s: float | None = None) -> str
     text = f"""
 seed = 3
 inlet_c = 30.0
+plant = "first-order"
 [[gpus]]
 sku = "H100"
 count = 1

@@ -29,9 +29,11 @@ UPDATE = os.environ.get("GPUWATCH_UPDATE_GOLDEN") == "1"
 CAPTURE = DATA_DIR / "nvidia-smi-q" / "H100-80GB-HBM3_driver590_idle-and-load_capture.txt"
 A100_TRACE = DATA_DIR / "traces" / "a100_serving_250ms_excerpt.csv"
 H100X8_TRACE = DATA_DIR / "traces" / "8xh100_training_100ms_power-util-mem.csv"
-# A failed fan on GPU 1 of two busy H100s, 5 s in: HOT, then thermal slowdown, within a minute.
+# A failed fan on GPU 1 of two busy H100s, 5 s in: HOT, then thermal slowdown, within a minute
+# (the first-order plant, tau 20 s: a two-node board's heat sink would take minutes).
 COOLING_FAULT = """seed = 7
 inlet_c = 30.0
+plant = "first-order"
 [[gpus]]
 sku = "H100"
 count = 2

@@ -23,8 +23,11 @@ from gpuwatch.sources.replay import RecordingWriter
 
 pytestmark = pytest.mark.slow
 
+# A failed fan on GPU 1, a second in; the first-order plant (tau 20 s) so the alert fires within
+# the test's wait (a two-node board's heat sink takes minutes).
 FAULT = """seed = 7
 inlet_c = 30.0
+plant = "first-order"
 [[gpus]]
 sku = "H100"
 count = 2

@@ -55,7 +55,8 @@ class TestDecisionFields:
         assert (decision.sequence, decision.decided_at, decision.sample_age_s) == (20, 19.0, 0.0)
 
     def test_retry_after_is_the_rest_of_the_dwell_for_default(self):
-        p = policy()
+        # A quick plant (tau 20 s, no die term) cools within HOT's dwell, so the dwell decides.
+        p = policy(tau_prior_s=20.0, die_share_prior=0.0)
         decisions = drive(p, [30.0] * 5 + [5.0] + [14.0] * 40)
         gpu = decisions[-1].gpus[0]
         ladder = p._tracks["GPU-test-0"].ladder
@@ -278,7 +279,7 @@ class TestSimulatedFault:
         hot_at = slowdown_at = None
         others = set()
         try:
-            for t in range(200):
+            for t in range(900):
                 decision = p.update(sampler.sample_once())
                 gpu = decision.gpus[3]
                 if hot_at is None and gpu.state.severity >= ThermalState.HOT.severity:

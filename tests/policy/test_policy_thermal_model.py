@@ -1,4 +1,4 @@
-"""Tests of the RC thermal model: its physics, the online fit against the simulator, and the forecasts."""
+"""Tests of the margin model (slow RC node with a fast die term): its paths, the online fit, the forecasts."""
 
 from __future__ import annotations
 
@@ -10,35 +10,55 @@ from hypothesis import strategies as st
 
 from gpuwatch.clock import ManualClock
 from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.dequantise import Dequantiser, held_power_w
 from gpuwatch.policy.forecast import SLOWDOWN_MARGIN_C, Basis, Load, forecast
 from gpuwatch.policy.history import Point, appended, margin_slope
-from gpuwatch.policy.thermal_model import RcFit, RcParameters, free_run_error_c, margin_estimate_c
+from gpuwatch.policy.thermal_model import KW, Node, RcFit, RcParameters, free_run_error_c
 from gpuwatch.sources.sim import SimSource
 from gpuwatch.sources.sim.scenario import LoadSettings, Scenario
 
 CONFIG = PolicyConfig()
 PARAMS = RcParameters(tau_s=20.0, resistance_c_per_w=0.05, zero_power_margin_c=60.0)
+TWO_SCALE = RcParameters(
+    tau_s=120.0, resistance_c_per_w=0.05, zero_power_margin_c=60.0, die_resistance_c_per_w=0.02
+)
 
 
-def start(point: Point) -> RcFit:
-    return RcFit.start(point, step_s=1.0, tau_prior_s=20.0, resistance_prior_c_per_w=0.05, memory_s=30.0)
+def start(point: Point, tau_prior_s: float = 120.0) -> RcFit:
+    return RcFit.start(
+        point,
+        step_s=1.0,
+        tau_prior_s=tau_prior_s,
+        resistance_prior_c_per_w=0.05,
+        die_share_prior=0.4,
+        memory_s=120.0,
+    )
 
 
-def sim(sku: str = "H100", *, inlet_c: float = 25.0, jobs: int = 1) -> tuple[SimSource, ManualClock]:
+def sim(sku: str = "H100", *, plant: str = "two-node", jobs: int = 1) -> tuple[SimSource, ManualClock]:
     clock = ManualClock()
-    scenario = Scenario(skus=(sku,), inlet_c=inlet_c, load=LoadSettings(jobs=jobs, arrival_per_s=0.0))
+    scenario = Scenario(skus=(sku,), load=LoadSettings(jobs=jobs, arrival_per_s=0.0), spread=0.0, plant=plant)
     return SimSource(scenario, clock, seed=3), clock
 
 
-def learn(source: SimSource, clock: ManualClock, seconds: int, fit: RcFit | None = None, window=()):
-    """Read the simulated GPU once a second into the fit and the window."""
-    for _ in range(seconds):
-        value = source.read().gpus[0].reading
-        point = Point(value.monotonic, value.margin_c, value.power_w)
-        fit = start(point) if fit is None else fit.update(point)
-        window = appended(window, point, 30)
-        clock.advance(1.0)
-    return fit, window
+class Learner:
+    """Reads the simulated GPU once a second, dequantised, into the fit and the window."""
+
+    def __init__(self, source: SimSource, clock: ManualClock, tau_prior_s: float = 120.0) -> None:
+        self.source, self.clock, self.tau_prior_s = source, clock, tau_prior_s
+        self.fit: RcFit | None = None
+        self.window: tuple[Point, ...] = ()
+        self.dequantiser = Dequantiser()
+
+    def learn(self, seconds: int) -> None:
+        for _ in range(seconds):
+            value = self.source.read().gpus[0].reading
+            self.dequantiser, estimate = self.dequantiser.observe(value.monotonic, value.margin_c)
+            held_w = self.window[-1].power_w if self.window else None
+            point = Point(value.monotonic, estimate, held_power_w(held_w, value.power_w, value.power_limit_w))
+            self.fit = start(point, self.tau_prior_s) if self.fit is None else self.fit.update(point)
+            self.window = appended(self.window, point, 30)
+            self.clock.advance(1.0)
 
 
 class TestRcParameters:
@@ -62,76 +82,99 @@ class TestRcParameters:
         assert PARAMS.steady_margin_c(PARAMS.sustainable_power_w(15.0)) == pytest.approx(15.0)
 
 
-class TestFitOnSimulatedHeatUp:
-    """Recursive least squares recovers the simulator's true tau and R from whole-degree readings."""
+class TestTwoScalePaths:
+    """With a die term the margin drops by R_f*ΔP within seconds of a step, then follows the slow node."""
 
-    @pytest.mark.parametrize(
-        ("sku", "cooling", "tau", "resistance"), [("H100", 1.0, 20.0, 0.05), ("A100", 2.0, 40.0, 0.10)]
-    )
-    def test_converges_to_the_true_parameters(self, sku, cooling, tau, resistance):
+    def test_a_step_drops_the_die_part_within_seconds(self):
+        path = TWO_SCALE.path(40.0, 600.0, lagged_power_w=400.0)
+        assert path(0.0) == pytest.approx(40.0)
+        fast = path(10.0) - 40.0
+        assert fast == pytest.approx(-0.02 * 200.0 - 0.03 * 200.0 * (1 - math.exp(-10 / 120)), abs=0.05)
+        assert path(5000.0) == pytest.approx(
+            TWO_SCALE.steady_margin_c(600.0) + (40.0 - TWO_SCALE.steady_margin_c(400.0))
+        )
+
+    def test_time_to_margin_inverts_the_path_with_the_die_unsettled(self):
+        seconds = TWO_SCALE.time_to_margin_s(30.0, 27.0, 700.0, lagged_power_w=500.0)
+        assert seconds is not None
+        assert TWO_SCALE.margin_after_c(30.0, 700.0, seconds, lagged_power_w=500.0) == pytest.approx(
+            27.0, abs=1e-6
+        )
+        # Cooling back: power dropped, the die's part comes back within seconds.
+        up = TWO_SCALE.time_to_margin_s(20.0, 22.0, 300.0, lagged_power_w=700.0)
+        assert up is not None
+        assert up < 10.0
+
+    def test_settled_die_is_one_exponential(self):
+        assert TWO_SCALE.margin_after_c(30.0, 500.0, 120.0) == pytest.approx(
+            TWO_SCALE.steady_margin_c(500.0) + (30.0 - TWO_SCALE.steady_margin_c(500.0)) * math.exp(-1)
+        )
+
+    def test_free_run_error_is_zero_for_the_true_model(self):
+        nodes = [
+            Node(float(t), TWO_SCALE.margin_after_c(40.0, 800.0, t), 800.0, 800.0, 0.0, 0.0, 0.0)
+            for t in range(10)
+        ]
+        assert free_run_error_c(TWO_SCALE, nodes) == pytest.approx(0.0, abs=1e-9)
+
+
+class TestFitOnSimulatedHeatUp:
+    """Recursive least squares recovers the simulated board's R, its die share and its slow tau."""
+
+    @pytest.mark.parametrize("sku", ["H100", "A100"])
+    def test_converges_on_the_two_node_plant(self, sku):
         source, clock = sim(sku)
-        source.set_cooling(cooling)
-        clock.advance(400.0)  # settle with this cooling before the first reading
-        fit, window = learn(source, clock, 60)
+        learner = Learner(source, clock)
+        learner.learn(60)
         for jobs in (3, 0, 2):
             source.set_jobs(0, jobs)
-            fit, window = learn(source, clock, 90, fit, window)
-        params = fit.parameters
-        assert params.tau_s == pytest.approx(tau, rel=0.15)
-        assert params.resistance_c_per_w == pytest.approx(resistance, rel=0.15)
-        assert fit.converged(window, CONFIG.slope_min_samples)
+            learner.learn(300)
+        params = learner.fit.parameters
+        thermal = source.physics_now()[0].profile.thermal
+        assert params.resistance_c_per_w == pytest.approx(thermal.resistance_c_per_w, rel=0.15)
+        assert params.die_resistance_c_per_w == pytest.approx(thermal.die_resistance_c_per_w, rel=0.25)
+        # The slow node: R_sa*C_s = 120 s, a little longer coupled to the die.
+        assert params.tau_s == pytest.approx(thermal.sink_time_constant_s, rel=0.2)
+        assert learner.fit.converged(CONFIG.slope_min_samples)
 
-    def test_tracks_a_cooling_fault(self):
-        source, clock = sim(jobs=4)
-        fit, window = learn(source, clock, 120)
-        source.set_cooling(2.2)  # tau 44 s; settles at 25 + 0.11 * 700 = 102 °C, 15 °C past the limit
-        fit, window = learn(source, clock, 30, fit, window)
-        assert fit.restarted_at > 120.0  # the change was detected
-        assert fit.parameters.tau_s == pytest.approx(44.0, rel=0.25)
-        assert fit.parameters.steady_margin_c(700.0) == pytest.approx(-15.0, abs=5.0)
+    def test_finds_the_time_constant_of_a_first_order_plant(self):
+        source, clock = sim(plant="first-order")
+        learner = Learner(source, clock, tau_prior_s=20.0)
+        learner.learn(60)
+        for jobs in (3, 0, 2):
+            source.set_jobs(0, jobs)
+            learner.learn(120)
+        assert learner.fit.parameters.tau_s == pytest.approx(20.0, rel=0.25)
+        assert learner.fit.parameters.die_resistance_c_per_w < 0.01
 
-    def test_irregular_sampling_converges_alike(self):
-        source, clock = sim()
-        fit = window = None
-        window = ()
-        steps = [1.0, 0.5, 2.0, 1.5, 1.0, 3.0]
-        for i in range(300):
-            if i == 50:
-                source.set_jobs(0, 4)
-            value = source.read().gpus[0].reading
-            point = Point(value.monotonic, value.margin_c, value.power_w)
-            fit = start(point) if fit is None else fit.update(point)
-            window = appended(window, point, 30)
-            clock.advance(steps[i % len(steps)])
-        assert fit.parameters.tau_s == pytest.approx(20.0, rel=0.15)
+    def test_a_sudden_change_restarts_the_fit(self):
+        source, clock = sim(jobs=3, plant="first-order")
+        learner = Learner(source, clock, tau_prior_s=20.0)
+        learner.learn(120)
+        source.set_inlet(40.0)  # +15 °C at the inlet: the margin falls 15 °C within a minute
+        learner.learn(60)
+        assert learner.fit.restarted_at > 120.0  # the change was detected
 
     def test_out_of_order_and_powerless_readings_are_ignored(self):
         fit = start(Point(10.0, 30.0, 400.0))
         assert fit.update(Point(9.0, 20.0, 400.0)) is fit
         assert fit.update(Point(11.0, 20.0, None)) is fit
 
+    def test_a_gap_breaks_the_rows_across_it(self):
+        fit = start(Point(0.0, 30.0, 400.0))
+        for t in range(1, 20):
+            fit = fit.update(Point(float(t), 30.0, 400.0))
+        rows = fit.rows
+        fit = fit.update(Point(60.0, 30.0, 400.0))  # 41 s without a reading: no row spans it
+        assert fit.rows == rows
+        assert fit.nodes[-1].unbroken_since == 60.0
+
     def test_start_needs_power(self):
         with pytest.raises(ValueError, match="power"):
             start(Point(0.0, 30.0, None))
 
-
-class TestMarginEstimate:
-    """The current margin is estimated from several whole-degree readings, closer than any one of them."""
-
-    def test_estimate_beats_the_rounded_reading(self):
-        estimate_errors, reading_errors = [], []
-        for offset in range(40):  # the rounding falls differently for each starting margin
-            times = [float(t) for t in range(12)]
-            true = [PARAMS.margin_after_c(40.0 + offset / 40, 800.0, t) for t in times]
-            window = [Point(t, float(math.ceil(m)), 800.0) for t, m in zip(times, true, strict=True)]
-            # Whole-degree readings run half a degree above the true margin on average (ceil).
-            estimate_errors.append(abs(margin_estimate_c(PARAMS, window) - (true[-1] + 0.5)))
-            reading_errors.append(abs(window[-1].margin_c - (true[-1] + 0.5)))
-        assert sum(estimate_errors) < 0.5 * sum(reading_errors)
-
-    def test_free_run_error_is_small_for_the_true_model(self):
-        window = [Point(float(t), PARAMS.margin_after_c(40.0, 800.0, t), 800.0) for t in range(10)]
-        assert free_run_error_c(PARAMS, window) == pytest.approx(0.0, abs=1e-9)
+    def test_regression_columns_are_in_kilowatts(self):
+        assert KW == 1000.0
 
 
 class TestSlope:
@@ -168,13 +211,23 @@ class TestForecast:
 
     def test_model_after_convergence(self):
         source, clock = sim(jobs=2)
-        fit, window = learn(source, clock, 40)
+        learner = Learner(source, clock)
+        learner.learn(60)
+        source.set_jobs(0, 1)
+        learner.learn(200)
         value = source.read().gpus[0].reading
-        result = forecast(fit, window, value.margin_c, Load(value.power_w, 700.0, 200.0), CONFIG)
+        result = forecast(
+            learner.fit,
+            learner.window,
+            learner.window[-1].margin_c,
+            Load(value.power_w, 700.0, 200.0),
+            CONFIG,
+        )
         assert result.basis is Basis.MODEL
         assert result.time_to_slowdown_s is None
-        # One more 200 W job at R = 0.05 °C/W costs about 10 °C once settled (95 % of it in 60 s).
-        assert result.predicted_margin_c == pytest.approx(value.margin_c - 9.5, abs=1.5)
+        # One more 200 W job: the die's 0.02 °C/W at once, and the sink's 0.03 °C/W for 60 of its
+        # ~120 s: about 4 + 6 * (1 - e^-0.5) = 6.4 °C.
+        assert result.predicted_margin_c == pytest.approx(learner.window[-1].margin_c - 6.4, abs=1.5)
         assert result.sustainable_power_w == 700.0
 
     def test_one_more_job_is_capped_at_the_limit(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -16,15 +17,17 @@ from gpuwatch.model import ClockEventReason, ThermalScale
 from gpuwatch.sources.base import SourceReading
 from gpuwatch.sources.plausible import screen
 from gpuwatch.sources.sim import SimSource, open_sim
-from gpuwatch.sources.sim.scenario import parse_scenario
+from gpuwatch.sources.sim.profiles import H100_SXM
+from gpuwatch.sources.sim.scenario import ScenarioError, parse_scenario
 
 SCENARIOS = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"
 UUID = re.compile(r"^GPU-5e7f0000-[0-9a-f]{4}-[0-9a-f]{4}-0000-[0-9a-f]{12}$")
 
 
 def quiet(skus: str = 'sku = "H100"\ncount = 2', *, jobs: int = 0, inlet_c: float = 25.0, events: str = ""):
-    """A scenario with held jobs only (no random arrivals), so the physics can be predicted."""
-    text = f"inlet_c = {inlet_c}\n[load]\njobs = {jobs}\narrival_per_s = 0\n[[gpus]]\n{skus}\n{events}"
+    """A scenario with held jobs only (no random arrivals) and no spread, so the physics can be predicted."""
+    load = f"[load]\njobs = {jobs}\narrival_per_s = 0"
+    text = f"inlet_c = {inlet_c}\nspread = 0\n{load}\n[[gpus]]\n{skus}\n{events}"
     return parse_scenario(text, "quiet.toml")
 
 
@@ -143,8 +146,9 @@ class TestControl:
         clock.advance(20.0)
         reading = source.read().gpus[0].reading
         assert reading
-        # One tau of heating from 29.25 towards 59.25 °C: 48.2 °C, not the 59 that 120 s would give.
-        assert reading.temperature_c == 48.0
+        # From 29.25 towards 59.25 °C: the die's fast part (0.02 °C/W * 600 W) within seconds and
+        # 20 s of the sink's slow climb give 43.4 °C, not the 59 that 600 s would give.
+        assert reading.temperature_c == 43.0
 
     def test_start_and_finish_job(self):
         source = SimSource(quiet(), ManualClock())
@@ -164,8 +168,9 @@ class TestControl:
         source.set_cooling(2.0, gpu=1)
         source.set_inlet(35.0)
         clock.advance(900.0)
-        # 35 + 0.05 * 485 = 59.25; with R doubled 35 + 0.1 * 485 = 83.5.
-        assert temperatures(source.read()) == [59.0, 83.0]
+        # 35 + 0.05 * 485 = 59.25; with R_sa doubled 35 + (0.02 + 0.06) * 485 = 73.8 °C, which the
+        # sink (now twice as slow, ~250 s) nearly reaches in 900 s.
+        assert temperatures(source.read()) == [59.0, 73.0]
 
     def test_clock_ratio_falls_under_the_power_cap(self):
         source = SimSource(quiet(jobs=1), ManualClock())
@@ -195,7 +200,8 @@ class TestScenarioEvents:
         clock.advance(241.0)
         after = temperatures(source.read())
         assert before[0] == before[1]
-        assert after[1] - after[0] > 20.0
+        # R_sa x3: towards 25 + (0.02 + 0.09) * 485 = 78.4 °C, over minutes (tau ~ 360 s).
+        assert after[1] - after[0] > 10.0
         clock.advance(600.0)
         assert source.jobs(0) == source.jobs(1) == 0
 
@@ -229,6 +235,54 @@ class TestDeterminism:
     def test_other_seed_other_readings(self):
         first, second = self.run(3), self.run(4)
         assert [temperatures(r) for r in first] != [temperatures(r) for r in second]
+
+
+class TestBoardToBoard:
+    """Each GPU is its own board: R, C and power per job drawn around the profile, noisy power readings."""
+
+    def boards(self, spread: str, count: int = 16):
+        gpus = f'[[gpus]]\nsku = "H100"\ncount = {count}'
+        text = f"seed = 11\nspread = {spread}\n[load]\njobs = 0\narrival_per_s = 0\n{gpus}"
+        return [gpu.profile for gpu in SimSource(parse_scenario(text), ManualClock()).physics_now()]
+
+    def test_parameters_spread_within_the_ratio_and_differ(self):
+        profiles = self.boards("0.1")
+        for name in ("die_resistance_c_per_w", "die_capacity_j_per_c", "sink_resistance_c_per_w"):
+            nominal = getattr(H100_SXM.thermal, name)
+            values = [getattr(p.thermal, name) for p in profiles]
+            assert all(0.9 * nominal <= v <= 1.1 * nominal for v in values)
+            assert len(set(values)) == len(values)
+        job_w = [p.job.power_w for p in profiles]
+        assert all(180.0 <= w <= 220.0 for w in job_w)
+        assert len(set(job_w)) == len(job_w)
+
+    def test_no_spread_is_the_profile(self):
+        assert {p.thermal for p in self.boards("0")} == {H100_SXM.thermal}
+
+    def test_a_spread_past_its_range_is_refused(self):
+        with pytest.raises(ScenarioError, match="spread"):
+            parse_scenario('spread = 0.95\n[[gpus]]\nsku = "H100"')
+
+    def test_power_readings_carry_up_to_two_percent_noise_in_whole_watts(self):
+        source = SimSource(quiet(jobs=3), ManualClock())
+        clock = source._clock
+        readings = []
+        for _ in range(200):
+            clock.advance(1.0)
+            readings += [gpu.reading.power_w for gpu in source.read().gpus]
+        true_w = 85.0 + 3 * 200.0
+        assert all(w == round(w) for w in readings)
+        assert all(abs(w - true_w) <= 0.02 * true_w + 0.5 for w in readings)
+        spread_w = statistics.pstdev(readings)
+        assert 0.005 * true_w < spread_w < 0.015 * true_w  # about 1 %, as the profile says
+
+    def test_chassis_cooling_factor_is_settled_from_the_first_reading(self):
+        load = "[load]\njobs = 3\narrival_per_s = 0"
+        text = f'inlet_c = 30.0\ncooling_factor = 2.0\nspread = 0\n{load}\n[[gpus]]\nsku = "H100"'
+        source = SimSource(parse_scenario(text), ManualClock())
+        thermal = H100_SXM.thermal
+        steady_c = 30.0 + (thermal.die_resistance_c_per_w + 2.0 * thermal.sink_resistance_c_per_w) * 685.0
+        assert source.read().gpus[0].reading.temperature_c == math.floor(steady_c)
 
 
 class TestVirtualTime:

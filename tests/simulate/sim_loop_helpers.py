@@ -14,7 +14,7 @@ duration_s = 600
 [[nodes]]
 gpus = "2xH100"
 inlet_c = 35.0
-cooling_factor = 1.8
+cooling_factor = 2.33
 
 [arrivals]
 per_s = 0.4

@@ -73,9 +73,10 @@ class TestGpuwatchController:
             controller.close()
 
     def test_a_hot_node_holds_jobs_back_with_its_retry_after(self):
-        # 60 °C air and a six-fold thermal resistance: idle, the GPUs settle at 85.5 °C (HBM hotter).
+        # 60 °C air and a heat sink 9.33x worse at shedding heat (die to inlet 0.3 °C/W): idle,
+        # the GPUs settle at 85.5 °C (HBM hotter).
         hot = HOT_TOML.replace("inlet_c = 35.0", "inlet_c = 60.0").replace(
-            "cooling_factor = 1.8", "cooling_factor = 6.0"
+            "cooling_factor = 2.33", "cooling_factor = 9.33"
         )
         scenario = parse_scenario(hot)
         cluster = Cluster(scenario)

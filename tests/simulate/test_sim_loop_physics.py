@@ -1,9 +1,8 @@
-"""The sim's physics as the simulate loop drives it: steady state, time constant, slowed jobs, look-ahead."""
+"""The sim's physics as the simulate loop drives it: steady state, heat-up path, slowed jobs, look-ahead."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 from sim_loop_helpers import one_gpu
@@ -13,10 +12,8 @@ from gpuwatch.simulate.controllers.foresight import Change, peak_temperature_c
 from gpuwatch.simulate.engine import run_one
 from gpuwatch.simulate.workload import Job
 from gpuwatch.sources.sim import physics
-from gpuwatch.sources.sim.profiles import H100_SXM
+from gpuwatch.sources.sim.profiles import H100_SXM, SkuProfile
 
-R = H100_SXM.thermal.resistance_c_per_w  # °C/W of the well-cooled board
-TAU = H100_SXM.thermal.time_constant_s  # s
 IDLE_W, JOB_W = H100_SXM.power_idle_w, H100_SXM.job.power_w
 
 
@@ -25,37 +22,54 @@ def held_jobs(count: int, at_s: float = 0.0) -> tuple[Job, ...]:
     return tuple(Job(i, at_s, 1e6, at_s + 1e6) for i in range(count))
 
 
+def board(scenario) -> SkuProfile:
+    """The simulated GPU's own profile, its per-GPU spread drawn as the run draws it."""
+    return Cluster(scenario).nodes[0].source.physics_now()[0].profile
+
+
 class TestSteadyState:
-    """Run through the engine, a GPU drawing constant power settles at T_inlet + R·P."""
+    """Run through the engine, a GPU drawing constant power settles at T_inlet + (R_ds + factor*R_sa)*P."""
 
     @pytest.mark.parametrize(("jobs", "inlet_c", "cooling"), [(1, 25.0, 1.0), (2, 30.0, 1.0), (3, 22.0, 1.5)])
     def test_settles_at_inlet_plus_r_times_p(self, jobs, inlet_c, cooling):
-        scenario = one_gpu(inlet_c=inlet_c, cooling_factor=cooling, duration_s=30 * TAU * cooling)
+        scenario = one_gpu(inlet_c=inlet_c, cooling_factor=cooling, duration_s=3600.0 * cooling)
+        thermal = board(scenario).thermal
         result = run_one(scenario, "none", held_jobs(jobs))
-        power_w = IDLE_W + jobs * JOB_W
+        power_w = IDLE_W + jobs * board(scenario).job.power_w
+        resistance = thermal.die_resistance_c_per_w + cooling * thermal.sink_resistance_c_per_w
         assert result.timeline.temperatures_c[-1][0] == pytest.approx(
-            inlet_c + R * cooling * power_w, abs=0.01
+            inlet_c + resistance * power_w, abs=0.01
         )
 
     def test_energy_is_power_times_time(self):
         scenario = one_gpu(duration_s=600.0)
         result = run_one(scenario, "none", held_jobs(2))
-        assert result.energy_kwh == pytest.approx((IDLE_W + 2 * JOB_W) * 600.0 / 3.6e6, rel=1e-3)
+        power_w = IDLE_W + 2 * board(scenario).job.power_w
+        assert result.energy_kwh == pytest.approx(power_w * 600.0 / 3.6e6, rel=1e-3)
 
 
-class TestTimeConstant:
-    """After a power step the temperature covers 1 - 1/e of the way in one time constant, R·C·factor."""
+class TestHeatUp:
+    """After a power step the engine's die follows the two-node physics' exact path, second by second."""
 
     @pytest.mark.parametrize("cooling", [1.0, 2.0])
-    def test_one_tau_covers_63_percent(self, cooling):
-        tau_s = TAU * cooling
-        scenario = one_gpu(cooling_factor=cooling, duration_s=400.0 + 2 * tau_s)
+    def test_path_after_a_step_is_the_exact_response(self, cooling):
+        scenario = one_gpu(cooling_factor=cooling, duration_s=700.0)
+        profile = board(scenario)
         result = run_one(scenario, "none", held_jobs(3, at_s=400.0))
         line = result.timeline
-        before = line.temperatures_c[line.times_s.index(400.0)][0]
-        after = line.temperatures_c[line.times_s.index(400.0 + tau_s)][0]
-        steady = 25.0 + R * cooling * (IDLE_W + 3 * JOB_W)
-        assert (after - before) / (steady - before) == pytest.approx(1 - math.exp(-1), abs=0.01)
+        conditions = physics.Conditions(jobs=3, inlet_c=25.0, power_limit_w=700.0, cooling_factor=cooling)
+        idle = physics.settled_state(profile, dataclasses.replace(conditions, jobs=0))
+        path = physics.response(
+            profile, conditions, idle.temperature_c, idle.sink_temperature_c, IDLE_W + 3 * profile.job.power_w
+        )
+        for after_s in (1.0, 10.0, 60.0, 240.0):
+            shown = line.temperatures_c[line.times_s.index(400.0 + after_s)][0]
+            assert shown == pytest.approx(path.at(after_s)[0], abs=0.006)  # the timeline keeps 0.01 °C
+        # The die's own part of the rise shows within the first second.
+        first_s = line.temperatures_c[line.times_s.index(401.0)][0] - idle.temperature_c
+        assert first_s == pytest.approx(
+            profile.thermal.die_resistance_c_per_w * 3 * profile.job.power_w, rel=0.1
+        )
 
 
 class TestJobProgress:
@@ -94,7 +108,7 @@ class TestForesight:
         ],
     )
     def test_peak_matches_stepping(self, works, changes):
-        start = physics.GpuState(temperature_c=55.0, memory_temperature_c=50.0)
+        start = physics.GpuState(temperature_c=55.0, sink_temperature_c=45.0)
         conditions = physics.Conditions(
             jobs=len(works), inlet_c=25.0, power_limit_w=700.0, cooling_factor=1.5
         )

@@ -1,10 +1,10 @@
 """The oracle's look ahead: a GPU's exact temperature path while the jobs it would run play out.
 
-The sim's physics is first order with power constant between load changes, so the path is
-exact in closed form, one exponential per stretch of constant power: no stepping. Power changes
-only when a job ends (on the tick after its work is done, as the engine ends it) or when a
-scheduled event changes the inlet or the cooling. On each stretch the temperature moves
-monotonically towards that stretch's steady state, so the peak is at a stretch's end.
+The sim's physics is two linear RC nodes (die and sink) with power constant between load
+changes, so the path is exact in closed form, two exponentials per stretch of constant power: no
+stepping. Power changes only when a job ends (on the tick after its work is done, as the engine
+ends it) or when a scheduled event changes the inlet or the cooling. Within a stretch the die
+turns at most once, so its peak is at a stretch's end or at that turn (physics.Response).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def peak_temperature_c(
     below the max-operating temperature, that assumption holds and the answer is exact.
     """
     conditions = gpu.conditions
-    temperature_c, peak_c, t_s = gpu.state.temperature_c, gpu.state.temperature_c, 0.0
+    die_c, sink_c = gpu.state.temperature_c, gpu.state.sink_temperature_c
+    peak_c, t_s = die_c, 0.0
     works = sorted(works_s)
     pending = sorted(changes, key=lambda change: change.after_s)
     cool = dataclasses.replace(gpu.state, temperature_c=-math.inf, hw_slowdown=False)
@@ -50,10 +51,9 @@ def peak_temperature_c(
         next_end_s = math.ceil((t_s + works[0] / ratio) / tick_s - _EPSILON_S) * tick_s
         next_change_s = pending[0].after_s if pending else math.inf
         until_s = min(next_end_s, next_change_s, horizon_s)
-        steady_c = physics.steady_temperature_c(gpu.profile, conditions, point.power_w)
-        tau_s = gpu.profile.thermal.time_constant_s * conditions.cooling_factor
-        temperature_c = steady_c + (temperature_c - steady_c) * math.exp(-(until_s - t_s) / tau_s)
-        peak_c = max(peak_c, temperature_c)
+        path = physics.response(gpu.profile, conditions, die_c, sink_c, point.power_w)
+        peak_c = max(peak_c, path.die_peak_c(until_s - t_s))
+        die_c, sink_c = path.at(until_s - t_s)
         works = [w - ratio * (until_s - t_s) for w in works]
         works = [w for w in works if w > _EPSILON_S]
         while pending and pending[0].after_s <= until_s + _EPSILON_S:

@@ -11,16 +11,23 @@ from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.profiles import SkuProfile
 from gpuwatch.sources.sim.scenario import DEFAULT_MEAN_JOB_S, LoadSettings
 
+# Power readings carry noise, as NVML's do: a relative error of this standard deviation, cut at
+# POWER_NOISE_MAX (modelling assumption for "±1-2 %"), then whole watts.
+POWER_NOISE_SD = 0.01
+POWER_NOISE_MAX = 0.02
 # A GPU serving more than this many jobs at once is a broken scheduler, not a load: random
 # arrivals beyond it are turned away, as a server with a full queue would.
 MAX_JOBS = 64
 
 
 class SimGpu:
-    """A GPU in virtual seconds: held jobs, a Poisson stream of random jobs, and RC physics.
+    """A GPU in virtual seconds: held jobs, a Poisson stream of random jobs, and two-node RC physics.
 
-    Random jobs arrive at `arrival_per_s` and last an exponential time of mean `mean_job_s`;
-    the stream draws only from `rng`, and its events do not depend on when the GPU is read.
+    `profile` is this board's own (spread already drawn). Random jobs arrive at `arrival_per_s`
+    and last an exponential time of mean `mean_job_s`; the stream draws only from `rng`, and its
+    events do not depend on when the GPU is read. Power-reading noise is a function of this GPU's
+    noise seed (drawn from `rng` at the start) and the virtual time read, so a reading does not
+    depend on how many reads came before it either.
     Between load changes the physics advances in steps of at most `max_step_s`, because
     slowdown and its feedback on power are decided once per step.
     """
@@ -31,16 +38,18 @@ class SimGpu:
         rng: random.Random,
         *,
         inlet_c: float,
+        cooling_factor: float = 1.0,
         load: LoadSettings,
         now_s: float,
         max_step_s: float,
     ) -> None:
         self.profile = profile
         self._rng = rng
+        self._noise_seed = rng.getrandbits(64)
         self._now_s = now_s
         self._max_step_s = max_step_s
         self._inlet_c = inlet_c
-        self._cooling_factor = 1.0
+        self._cooling_factor = cooling_factor
         self._held_jobs = 0
         self._random_ends: list[float] = []  # heap of end times, virtual s
         self._arrival_per_s = 0.0
@@ -109,12 +118,14 @@ class SimGpu:
             self._run_due_jobs()
 
     def reading(self, taken_at: float, monotonic: float) -> GpuReading:
-        """What NVML would report now: integer °C, margins from them, mW, MHz, whole percent."""
+        """What NVML would report now: integer °C, margins from them, noisy whole W, MHz, whole percent."""
         profile = self.profile
         state = physics.latch(profile, self._state)
-        point = physics.operating_point(profile, state, self.conditions())
+        conditions = self.conditions()
+        point = physics.operating_point(profile, state, conditions)
         temperature_c = float(math.floor(state.temperature_c))
-        memory_temperature_c = float(math.floor(state.memory_temperature_c))
+        memory_c = physics.memory_temperature_c(profile, conditions, state.sink_temperature_c)
+        memory_temperature_c = float(math.floor(memory_c))
         memory_used = min(profile.memory_total_bytes, self.jobs * profile.job.memory_bytes)
         return GpuReading(
             taken_at=taken_at,
@@ -125,7 +136,7 @@ class SimGpu:
             slowdown_margin_c=profile.slowdown_temperature_c - temperature_c,
             shutdown_margin_c=profile.shutdown_temperature_c - temperature_c,
             memory_margin_c=profile.memory_max_temperature_c - memory_temperature_c,
-            power_w=round(point.power_w, 3),
+            power_w=float(round(point.power_w * (1.0 + self._power_noise()))),
             power_limit_w=profile.power_default_limit_w,
             energy_j=math.floor(state.energy_j * 1000) / 1000,
             utilization_ratio=round(point.utilization, 2),
@@ -159,6 +170,12 @@ class SimGpu:
     def state(self) -> physics.GpuState:
         """The continuous physical state (not rounded as readings are)."""
         return self._state
+
+    def _power_noise(self) -> float:
+        """The relative power error of a reading at this virtual time (whole ms)."""
+        key = self._noise_seed ^ (round(self._now_s * 1000) & 0xFFFFFFFFFFFF)
+        draw = random.Random(key).gauss(0.0, POWER_NOISE_SD)  # noqa: S311 - reproducible noise, not secrets
+        return max(-POWER_NOISE_MAX, min(POWER_NOISE_MAX, draw))
 
     def _gap_s(self) -> float:
         """Seconds to the next random arrival."""

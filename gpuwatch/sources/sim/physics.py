@@ -1,4 +1,15 @@
-"""Per-GPU physics: an exact first-order RC thermal step, power capping and thermal slowdown."""
+"""Per-GPU physics: an exact two-node (die and heat sink) RC thermal step, power capping and slowdown.
+
+The die (small heat capacity) sits on a heat sink (large capacity) that the inlet air cools:
+
+    C_d dT_d/dt = P - (T_d - T_s)/R_ds
+    C_s dT_s/dt = (T_d - T_s)/R_ds - (T_s - T_inlet)/R_sa
+
+so a power step moves the die most of its own way in seconds and the rest over minutes, with the
+sink. A cooling fault multiplies R_sa (a failed fan removes less heat per °C of sink above the
+inlet). At constant power the die settles at T_inlet + (R_ds + R_sa)*P. HBM follows the sink. A
+profile with R_ds = 0 is the first-order plant (die and sink one node), kept for tests.
+"""
 
 from __future__ import annotations
 
@@ -37,10 +48,10 @@ class Conditions:
 
 @dataclass(frozen=True, slots=True)
 class GpuState:
-    """The continuous state of one GPU: temperatures, the HW slowdown latch and the counters."""
+    """The continuous state of one GPU: die and sink temperatures, the HW slowdown latch, counters."""
 
-    temperature_c: float
-    memory_temperature_c: float
+    temperature_c: float  # die, what the GPU's sensor reads
+    sink_temperature_c: float  # heat sink; HBM follows it
     energy_j: float = 0.0
     hw_slowdown: bool = False
     sw_power_cap_s: float = 0.0
@@ -64,17 +75,106 @@ def demand_w(profile: SkuProfile, jobs: int) -> float:
     return profile.power_idle_w + jobs * profile.job.power_w
 
 
+def sink_resistance_c_per_w(profile: SkuProfile, conditions: Conditions) -> float:
+    """R_sa with the cooling as it is now (a cooling fault multiplies it), °C/W."""
+    return profile.thermal.sink_resistance_c_per_w * conditions.cooling_factor
+
+
 def steady_temperature_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
-    """Die temperature at which `power_w` flows out as fast as it comes in: T_inlet + R*P."""
-    resistance = profile.thermal.resistance_c_per_w * conditions.cooling_factor
+    """Die temperature at which `power_w` flows out as fast as it comes in: T_inlet + (R_ds + R_sa)*P."""
+    resistance = profile.thermal.die_resistance_c_per_w + sink_resistance_c_per_w(profile, conditions)
     return conditions.inlet_c + resistance * power_w
 
 
-def steady_memory_temperature_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
-    """HBM temperature held at constant `power_w`; a cooling fault scales its rise too."""
+def memory_temperature_c(profile: SkuProfile, conditions: Conditions, sink_c: float) -> float:
+    """HBM temperature beside a sink at `sink_c`: its own offset, plus a share of the sink's rise.
+
+    The share is the profile's HBM rise per W over R_sa, so with healthy cooling HBM settles at
+    `T_inlet + offset + memory_resistance*P`. A cooling fault reaches HBM through the sink: it
+    warms as the sink does, over minutes, never in a step when the fan fails.
+    """
     model = profile.thermal
-    rise = model.memory_offset_c + model.memory_resistance_c_per_w * power_w
-    return conditions.inlet_c + conditions.cooling_factor * rise
+    share = model.memory_resistance_c_per_w / model.sink_resistance_c_per_w
+    return conditions.inlet_c + model.memory_offset_c + share * (sink_c - conditions.inlet_c)
+
+
+def steady_memory_temperature_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
+    """HBM temperature held at constant `power_w`."""
+    sink_c = conditions.inlet_c + sink_resistance_c_per_w(profile, conditions) * power_w
+    return memory_temperature_c(profile, conditions, sink_c)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """Die and sink temperatures over a stretch of constant power: steady point plus two decaying modes.
+
+    deviation(t) = (T_d, T_s)(t) - steady = mode_fast * e^(rate_fast*t) + mode_slow * e^(rate_slow*t)
+    (rates in 1/s, < 0). The first-order plant has one mode; its fast mode is zero.
+    """
+
+    steady_die_c: float
+    steady_sink_c: float
+    rate_fast: float
+    rate_slow: float
+    fast: tuple[float, float]  # (die, sink) amplitude of the fast mode, °C
+    slow: tuple[float, float]
+
+    def at(self, seconds: float) -> tuple[float, float]:
+        """(die, sink) °C after `seconds`."""
+        fast, slow = math.exp(self.rate_fast * seconds), math.exp(self.rate_slow * seconds)
+        return (
+            self.steady_die_c + self.fast[0] * fast + self.slow[0] * slow,
+            self.steady_sink_c + self.fast[1] * fast + self.slow[1] * slow,
+        )
+
+    def die_peak_c(self, seconds: float) -> float:
+        """The highest die temperature over [0, seconds]: at an end, or where its one turn lies."""
+        peak = max(self.at(0.0)[0], self.at(seconds)[0])
+        a, b = self.fast[0] * self.rate_fast, self.slow[0] * self.rate_slow
+        # d(die)/dt = a e^(rf t) + b e^(rs t) is zero at most once: e^((rf - rs) t) = -b/a.
+        if a != 0 and -b / a > 0 and self.rate_fast != self.rate_slow:
+            turn_s = math.log(-b / a) / (self.rate_fast - self.rate_slow)
+            if 0 < turn_s < seconds:
+                peak = max(peak, self.at(turn_s)[0])
+        return peak
+
+
+def response(
+    profile: SkuProfile, conditions: Conditions, die_c: float, sink_c: float, power_w: float
+) -> Response:
+    """How die and sink move from (die_c, sink_c) while the GPU draws `power_w` under `conditions`.
+
+    The 2x2 system x' = A x on the deviation from steady state is solved exactly by its two
+    eigenvalues (both real and negative for any positive R and C).
+    """
+    model = profile.thermal
+    r_sa = sink_resistance_c_per_w(profile, conditions)
+    sink_ss = conditions.inlet_c + r_sa * power_w
+    die_ss = sink_ss + model.die_resistance_c_per_w * power_w
+    e_die, e_sink = die_c - die_ss, sink_c - sink_ss
+    if model.die_resistance_c_per_w == 0:
+        # First-order plant: the die is the sink, one node of capacity C_s.
+        rate = -1.0 / (r_sa * model.sink_capacity_j_per_c)
+        return Response(die_ss, sink_ss, rate, rate, (0.0, 0.0), (e_die, e_die))
+    a11 = -1.0 / (model.die_capacity_j_per_c * model.die_resistance_c_per_w)
+    a12 = -a11
+    a21 = 1.0 / (model.sink_capacity_j_per_c * model.die_resistance_c_per_w)
+    a22 = -a21 - 1.0 / (model.sink_capacity_j_per_c * r_sa)
+    trace, det = a11 + a22, a11 * a22 - a12 * a21
+    root = math.sqrt(trace * trace / 4 - det)
+    fast, slow = trace / 2 - root, trace / 2 + root
+    # Sylvester: e^(At) = [(e^(fast t) - e^(slow t)) A + (fast e^(slow t) - slow e^(fast t)) I]
+    #                    / (fast - slow)
+    a_die, a_sink = a11 * e_die + a12 * e_sink, a21 * e_die + a22 * e_sink
+    span = fast - slow
+    return Response(
+        die_ss,
+        sink_ss,
+        fast,
+        slow,
+        ((a_die - slow * e_die) / span, (a_sink - slow * e_sink) / span),
+        ((fast * e_die - a_die) / span, (fast * e_sink - a_sink) / span),
+    )
 
 
 def latch(profile: SkuProfile, state: GpuState) -> GpuState:
@@ -138,19 +238,17 @@ def _clock_ratio(
 def step(profile: SkuProfile, state: GpuState, conditions: Conditions, dt_s: float) -> GpuState:
     """The state `dt_s` seconds later, exact for the power held constant over the step.
 
-    T(t + dt) = T_ss + (T - T_ss) * exp(-dt / tau): unconditionally stable, so a long step
-    lands on the same curve as many short ones while the operating point does not change.
+    Both nodes follow the exact solution, so a long step lands on the same curve as many short
+    ones while the operating point does not change.
     """
     now = latch(profile, state)
     point = operating_point(profile, now, conditions)
-    model = profile.thermal
-    die_decay = math.exp(-dt_s / (model.time_constant_s * conditions.cooling_factor))
-    memory_decay = math.exp(-dt_s / (model.memory_time_constant_s * conditions.cooling_factor))
-    die_ss = steady_temperature_c(profile, conditions, point.power_w)
-    memory_ss = steady_memory_temperature_c(profile, conditions, point.power_w)
+    die_c, sink_c = response(
+        profile, conditions, now.temperature_c, now.sink_temperature_c, point.power_w
+    ).at(dt_s)
     return GpuState(
-        temperature_c=die_ss + (now.temperature_c - die_ss) * die_decay,
-        memory_temperature_c=memory_ss + (now.memory_temperature_c - memory_ss) * memory_decay,
+        temperature_c=die_c,
+        sink_temperature_c=sink_c,
         energy_j=now.energy_j + point.power_w * dt_s,
         hw_slowdown=now.hw_slowdown,
         sw_power_cap_s=now.sw_power_cap_s + _active_for(point, ClockEventReason.SW_POWER_CAP, dt_s),
@@ -167,13 +265,13 @@ def _active_for(point: OperatingPoint, reason: ClockEventReason, dt_s: float) ->
 
 
 def settled_state(profile: SkuProfile, conditions: Conditions) -> GpuState:
-    """A cool-headed start: both temperatures at the steady state of the jobs' capped power.
+    """A cool-headed start: die and sink at the steady state of the jobs' capped power.
 
     Thermal slowdown is not anticipated here; stepping on from this state brings it in.
     """
-    cool = GpuState(temperature_c=conditions.inlet_c, memory_temperature_c=conditions.inlet_c)
+    cool = GpuState(temperature_c=conditions.inlet_c, sink_temperature_c=conditions.inlet_c)
     power_w = operating_point(profile, cool, conditions).power_w
     return GpuState(
         temperature_c=steady_temperature_c(profile, conditions, power_w),
-        memory_temperature_c=steady_memory_temperature_c(profile, conditions, power_w),
+        sink_temperature_c=conditions.inlet_c + sink_resistance_c_per_w(profile, conditions) * power_w,
     )

@@ -4,6 +4,11 @@ A scenario describes one simulated node. Every key is optional except `gpus`:
 
     seed = 7                 # random load and uuids; default: the seed the caller passes
     inlet_c = 25.0           # air temperature at every GPU's inlet, °C (-10 to 60; default 25)
+    cooling_factor = 1.0     # every GPU's R_sa times this from the start, settled there: a dense
+                             #   chassis (0.1-20; default 1); events may change it later
+    spread = 0.03            # each GPU's R, C and power per job drawn within ±this of its
+                             #   SKU profile (0 to 0.9; default 0.03, a fleet's board-to-board spread)
+    plant = "two-node"       # "two-node" (die and heat sink, the default) or "first-order"
 
     [[gpus]]                 # one table per group of identical GPUs, in index order
     sku = "H100"             # H100, H200 or A100, any case
@@ -17,7 +22,7 @@ A scenario describes one simulated node. Every key is optional except `gpus`:
     [[events]]               # timed changes, in seconds after the source opens
     at_s = 120               # required (0 or more)
     gpus = [3]               # GPU indexes it applies to; default all
-    cooling_factor = 3.0     # R (°C/W) multiplied by this: 1 healthy, ~2-3 a failed fan (0.1-20)
+    cooling_factor = 3.0     # R_sa, sink to air (°C/W), times this: 1 healthy, ~2-4 a failed fan (0.1-20)
     # and/or: inlet_c, jobs, arrival_per_s, mean_job_s as in [load] (at least one per event)
 
 Unknown keys are errors, so a typo never passes silently. Every error is a `ScenarioError` naming
@@ -41,6 +46,8 @@ from gpuwatch.tomlkeys import KeyPath, decode_error_line
 MAX_GPUS = 64
 DEFAULT_INLET_C = 25.0
 DEFAULT_MEAN_JOB_S = 45.0
+DEFAULT_SPREAD = 0.03
+PLANTS = ("two-node", "first-order")
 
 _LOAD_KEYS = ("jobs", "arrival_per_s", "mean_job_s")
 _EVENT_KEYS = ("at_s", "gpus", "inlet_c", "cooling_factor", *_LOAD_KEYS)
@@ -53,6 +60,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "jobs": (0, 64),
     "count": (1, MAX_GPUS),
     "seed": (0, 2**63 - 1),
+    "spread": (0.0, 0.9),
 }
 
 
@@ -92,8 +100,11 @@ class Scenario:
     skus: tuple[str, ...]
     seed: int | None = None  # None: the caller's seed
     inlet_c: float = DEFAULT_INLET_C
+    cooling_factor: float = 1.0  # R_sa times this from the start (a dense chassis)
     load: LoadSettings | None = None  # None: the seeded demo load
     events: tuple[ScenarioEvent, ...] = ()  # sorted by time
+    spread: float = DEFAULT_SPREAD  # each GPU's R, C and job power within ±this of its profile
+    plant: str = "two-node"  # or "first-order": one RC node, for tests
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -124,7 +135,12 @@ class _Checker(TomlChecker):
 
     def scenario(self, data: dict[str, Any]) -> Scenario:
         """The whole document."""
-        self.table(data, (), ("seed", "inlet_c", "gpus", "load", "events"))
+        self.table(
+            data, (), ("seed", "inlet_c", "cooling_factor", "spread", "plant", "gpus", "load", "events")
+        )
+        plant = self.string(data, (), "plant", "two-node")
+        if plant not in PLANTS:
+            raise self.fail(("plant",), f"must be one of {', '.join(PLANTS)}", plant)
         skus = self.gpus(data.get("gpus"))
         events = [
             self.event(raw, ("events", i), len(skus)) for i, raw in enumerate(self.array(data, "events"))
@@ -133,8 +149,11 @@ class _Checker(TomlChecker):
             skus=skus,
             seed=self.integer(data, (), "seed", None),
             inlet_c=self.number(data, (), "inlet_c", DEFAULT_INLET_C),
+            cooling_factor=self.number(data, (), "cooling_factor", 1.0),
             load=self.load(data["load"], ("load",), _LOAD_KEYS) if "load" in data else None,
             events=tuple(sorted(events, key=lambda event: event.at_s)),
+            spread=self.number(data, (), "spread", DEFAULT_SPREAD),
+            plant=plant,
         )
 
     def gpus(self, value: object) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from gpuwatch.model import GpuIdentity, GpuSample
 from gpuwatch.sources.base import SourceError, SourceReading
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.gpu import SimGpu
-from gpuwatch.sources.sim.profiles import PROFILES, SkuProfile, find_profile
+from gpuwatch.sources.sim.profiles import PROFILES, SkuProfile, find_profile, first_order, with_spread
 from gpuwatch.sources.sim.scenario import (
     DEFAULT_MEAN_JOB_S,
     MAX_GPUS,
@@ -26,8 +26,8 @@ from gpuwatch.sources.sim.scenario import (
 
 DEFAULT_SPEC = "8xH100"
 DRIVER_VERSION = "sim"
-# Virtual seconds run before the first read so temperatures have settled (5 tau of the slowest,
-# HBM at 40 s, with some room for a cooling factor above 1).
+# Virtual seconds run before the first read so temperatures have settled from the cool start
+# (settled_state puts both nodes at the steady state of the starting load; random jobs move it).
 PREROLL_S = 300.0
 # PCI bus ids of an HGX H100 board (H100SXMx8_nvidia-smi-a.txt:70, :294, ... :1638); GPUs past
 # eight go to further PCI domains.
@@ -142,9 +142,10 @@ class SimSource:
         rng = random.Random(self._seed)  # noqa: S311 - a reproducible simulation, not cryptography
         self._gpus = tuple(
             SimGpu(
-                PROFILES[sku],
+                _board(sku, scenario, random.Random(rng.getrandbits(64))),  # noqa: S311 - as above
                 random.Random(rng.getrandbits(64)),  # noqa: S311 - as above
                 inlet_c=scenario.inlet_c,
+                cooling_factor=scenario.cooling_factor,
                 load=_demo_load(rng) if scenario.load is None else scenario.load,
                 now_s=-PREROLL_S,
                 max_step_s=max_step_s,
@@ -289,6 +290,14 @@ class SimSource:
     def _targets(self, gpu: int | None) -> Iterable[SimGpu]:
         """The GPU `gpu`, or all of them for None."""
         return self._gpus if gpu is None else (self._gpus[self._checked(gpu)],)
+
+
+def _board(sku: str, scenario: Scenario, rng: random.Random) -> SkuProfile:
+    """One GPU's own physics: its SKU's profile, first order if the scenario asks, with its spread."""
+    profile = PROFILES[sku]
+    if scenario.plant == "first-order":
+        profile = first_order(profile)
+    return with_spread(profile, rng, scenario.spread)
 
 
 def _demo_load(rng: random.Random) -> LoadSettings:

@@ -1,0 +1,133 @@
+"""The model stage: each fresh reading of one GPU, screened, into its margin model (fit, trajectory, ΔP_job).
+
+What the model keeps between readings is a `MarginModel`; `observe` returns the next one and,
+when the reading could not be learned from, why (screen.py's reason). A reading it drops leaves
+the fit, the crossings and ΔP_job as they were. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from gpuwatch.model import ClockEventReason, GpuReading
+from gpuwatch.policy import screen
+from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.dequantise import Dequantiser, held_power_w
+from gpuwatch.policy.forecast import Load
+from gpuwatch.policy.history import Point, appended
+from gpuwatch.policy.job_power import JobPower
+from gpuwatch.policy.thermal_model import RcFit
+from gpuwatch.policy.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
+from gpuwatch.policy.trajectory import fit as fit_trajectory
+
+# Reasons that move power for other reasons than jobs: such readings teach nothing about ΔP_job.
+_HELD_CLOCKS = (
+    ClockEventReason.SW_POWER_CAP
+    | ClockEventReason.SW_THERMAL_SLOWDOWN
+    | ClockEventReason.HW_THERMAL_SLOWDOWN
+    | ClockEventReason.HW_SLOWDOWN
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginModel:
+    """Everything the model has learned of one GPU; replaced, never changed."""
+
+    window: tuple[Point, ...] = ()  # margins as the dequantiser estimates them, held power
+    dequantiser: Dequantiser = field(default_factory=Dequantiser)
+    fit: RcFit | None = None
+    power_changed_at: float | None = None  # when the held power last moved
+    trajectory: Trajectory | None = None
+    job_power: JobPower = field(default_factory=JobPower)
+    clocks_free: bool = True  # the last reading learned from had no clock-holding reason
+    learned_at: float | None = None  # monotonic time of the last reading learned from
+    last_margin_c: float | None = None  # that reading's margin
+    rejected: tuple[tuple[str, int], ...] = ()  # readings dropped, by reason
+    jumps: tuple[float, ...] = ()  # margins of the margin jumps in a row just now
+
+    def observe(
+        self, reading: GpuReading, margin_c: float, interval_s: float, config: PolicyConfig
+    ) -> tuple[MarginModel, str | None]:
+        """The model after `reading` (margin `margin_c`), and why it was dropped (None: learned from).
+
+        screen.JUMP_CONFIRMATIONS margin jumps in a row that agree with each other are real (a
+        new board behind the uuid, a sensor recalibrated): the model starts again from them.
+        """
+        problem = screen.unusable(reading, self.last_margin_c, self.learned_at)
+        if problem is None:
+            return self._learned(reading, margin_c, interval_s, config), None
+        jumps = (*self.jumps, margin_c) if problem == screen.MARGIN_JUMP else ()
+        if len(jumps) >= screen.JUMP_CONFIRMATIONS and max(jumps) - min(jumps) <= screen.AGREE_C:
+            fresh = MarginModel(rejected=self.rejected)
+            return fresh._learned(reading, margin_c, interval_s, config), None
+        counted = screen.counted(self.rejected, problem)
+        return dataclasses.replace(self, rejected=counted, jumps=jumps[-screen.JUMP_CONFIRMATIONS :]), problem
+
+    def load(self, reading: GpuReading, config: PolicyConfig) -> Load:
+        """The GPU's load as the forecast sees it: power now, its limit, one more job's ΔP."""
+        limit_w = reading.power_limit_w
+        return Load(reading.power_w, limit_w, self.job_power.estimate_w(limit_w, config))
+
+    def measured(self, at: float, margin_c: float) -> Measured:
+        """What the readings show at `at` (reading `margin_c`): the trajectory, and the margin's rate.
+
+        Within seconds of a power step the die's own jump dominates the rate; the model knows it.
+        """
+        path = still_holds(self.trajectory, at, margin_c)
+        changed_at = self.power_changed_at
+        settled = changed_at is None or at - changed_at >= SETTLE_AFTER_STEP_S
+        rate = self.dequantiser.rate_now_c_per_s(at) if settled else None
+        return Measured(at, path, rate)
+
+    def _learned(
+        self, reading: GpuReading, margin_c: float, interval_s: float, config: PolicyConfig
+    ) -> MarginModel:
+        """The model after one usable reading: crossings, held power, ΔP_job, fit and trajectory."""
+        at = reading.monotonic
+        dequantiser, estimate_c = self.dequantiser.observe(at, margin_c)
+        previous = self.window[-1] if self.window else None
+        previous_w = previous.power_w if previous else None
+        power_w = held_power_w(previous_w, reading.power_w, reading.power_limit_w)
+        clocks_free = not (reading.clock_event_reasons or 0) & _HELD_CLOCKS
+        job_power = self.job_power
+        if previous_w is not None and power_w is not None:
+            free = clocks_free and self.clocks_free
+            job_power = job_power.observe(previous_w, power_w, reading.power_limit_w, clocks_free=free)
+        point = Point(at, estimate_c, power_w)
+        fit = _fitted(self.fit, point, interval_s, config)
+        changed_at = at if previous is None or previous_w != power_w else self.power_changed_at
+        path = self.trajectory
+        if dequantiser.crossings != self.dequantiser.crossings or changed_at != self.power_changed_at:
+            params = fit.parameters if fit else None
+            tau_prior_s = params.tau_s if params is not None else config.tau_prior_s
+            since = (at if changed_at is None else changed_at) + SETTLE_AFTER_STEP_S
+            path = fit_trajectory(dequantiser.crossings, since, at, tau_prior_s)
+        return MarginModel(
+            window=appended(self.window, point, max(config.slope_max_samples, config.slope_min_samples)),
+            dequantiser=dequantiser,
+            fit=fit,
+            power_changed_at=changed_at,
+            trajectory=path,
+            job_power=job_power,
+            clocks_free=clocks_free,
+            learned_at=at,
+            last_margin_c=margin_c,
+            rejected=self.rejected,
+        )
+
+
+def _fitted(fit: RcFit | None, point: Point, interval_s: float, config: PolicyConfig) -> RcFit | None:
+    """The RC fit after `point`, started at the first reading with power."""
+    if fit is not None:
+        return fit.update(point)
+    if point.power_w is None:
+        return None
+    return RcFit.start(
+        point,
+        step_s=interval_s,
+        tau_prior_s=config.tau_prior_s,
+        resistance_prior_c_per_w=config.resistance_prior_c_per_w,
+        die_share_prior=config.die_share_prior,
+        memory_s=config.model_memory_s,
+    )
