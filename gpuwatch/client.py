@@ -1,4 +1,4 @@
-"""Python client for gpuwatch's signal API: cached, thread-safe admission checks that honour Retry-After."""
+"""Python client for gpuwatch's signal API: one admission per job, thread-safe, honouring Retry-After."""
 
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ class AdmitResult:
 
     `fallback` is True when gpuwatch did not answer (unreachable, erroring, not gpuwatch at that
     URL): then `admitted` is the client's `fail_open` choice and `reason` says what went wrong.
-    `from_cache` is True when no request was made: the answer is younger than `max_age_s`, or
-    gpuwatch said Retry-After and that time has not passed (then `retry_after_s` is what is left).
+    `from_cache` is True when no request was made: gpuwatch held this question back and its
+    Retry-After has not passed (then `retry_after_s` is what is left), or it could not be asked
+    less than `max_age_s` ago. An admission (gpuwatch's own) is never from the cache: each took
+    a slot for one job.
     """
 
     admitted: bool
@@ -77,10 +79,15 @@ class GpuwatchClient:
 
     `url`: the daemon's HTTP API (`http://user:password@host:port/prefix` for basic auth or a
     path prefix behind a proxy; https works). `timeout_s`: per connect and per read, seconds.
-    `max_age_s`: answers younger than this are reused without asking (0 asks every time).
-    `fail_open`: what `admit` answers when gpuwatch does not: True admits, False holds back.
-    It is required, because either choice is a policy the caller must own. Concurrent callers
-    with the same question share one request (the others wait for its answer).
+    `max_age_s`: how long a `state()` document, or a failure to reach gpuwatch, is reused
+    without asking (0 asks every time). `fail_open`: what `admit` answers when gpuwatch does not:
+    True admits, False holds back. It is required, because either choice is a policy the caller
+    must own.
+
+    One admission per job: every `admit` that gpuwatch admits took a slot for that job, so
+    admitted answers are never reused. A held-back answer is reused until its Retry-After
+    (asking sooner would only be refused again); concurrent callers asking a question that is
+    being asked wait for that answer if it holds back, and ask for themselves if it admits.
     """
 
     def __init__(
@@ -122,12 +129,13 @@ class GpuwatchClient:
             if cached is not None:
                 return cached
             result, keep_s = self._ask_admit(priority, gpu)
-            with self._lock:
-                self._answers[key] = (result, self._clock.monotonic() + keep_s)
+            if keep_s > 0:
+                with self._lock:
+                    self._answers[key] = (result, self._clock.monotonic() + keep_s)
             return result
 
     def admit_cached(self, priority: str = "default", gpu: int | None = None) -> AdmitResult | None:
-        """The answer `admit` would give from its cache without asking, or None; never blocks on I/O."""
+        """The held-back (or fallback) answer `admit` would give without asking, or None; never does I/O."""
         key = ("admit", _class_name(priority), gpu)
         with self._lock:
             found = _unexpired(self._answers, key, self._clock.monotonic())
@@ -163,7 +171,7 @@ class GpuwatchClient:
             yield
 
     def _ask_admit(self, priority: str, gpu: int | None) -> tuple[AdmitResult, float]:
-        """Ask `/v1/admit`; returns the answer and how long to keep it, in s."""
+        """Ask `/v1/admit`; returns the answer and how long to keep it, in s (0: never reuse it)."""
         query = {"class": priority} | ({} if gpu is None else {"gpu": str(gpu)})
         try:
             answer = self._get("/v1/admit?" + urllib.parse.urlencode(query))
@@ -171,9 +179,8 @@ class GpuwatchClient:
         except GpuwatchError as exc:
             return self._fallback(str(exc), gpu), self._max_age_s
         if result.admitted:
-            return result, self._max_age_s
-        hold_s = max(result.retry_after_s or _MIN_HOLD_S, self._max_age_s)
-        return result, hold_s
+            return result, 0.0  # it took a slot for this one job
+        return result, result.retry_after_s or _MIN_HOLD_S
 
     def _fallback(self, why: str, gpu: int | None) -> AdmitResult:
         """The caller's fail-open/fail-closed answer when gpuwatch gave none."""

@@ -19,6 +19,7 @@ from gpuwatch.exposure.listen import ListenAddress
 from gpuwatch.exposure.metrics.dcgm import dcgm_hostname
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.publication import Publication
+from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.state_files import StateFiles
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError
 from gpuwatch.exposure.webwatch import WebSecurity
@@ -83,7 +84,9 @@ class Daemon:
         self._policy = Policy(settings.policy, settings.interval_s)
         self._policy_config = settings.policy
         self._reloader = self._make_reloader(settings)
-        self.board = Board(source.spec, self._expire)
+        # Admissions take their slots here; the policy reads it with each snapshot.
+        self.book = ReservationBook(settings.policy.horizon_s)
+        self.board = Board(source.spec, self._expire, book=self.book)
         self.board.observe(log_changes)
         self._frozen = False
         self.board.observe(self._freeze_after_first_decision)
@@ -173,7 +176,7 @@ class Daemon:
             gc.freeze()
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        decision = self._policy.update(snapshot)
+        decision = self._policy.update(snapshot, self.book.ledgers())
         with self._publishing:
             self._undrained = decision
             shown = drained(decision, self._drains)
@@ -238,6 +241,7 @@ class Daemon:
 
     def _apply_policy(self, config: PolicyConfig) -> None:
         self._policy.reconfigure(config)
+        self.book.set_horizon(config.horizon_s)
         self._policy_config = config
 
     def _expire(self, decision: NodeDecision, now_monotonic: float) -> NodeDecision:

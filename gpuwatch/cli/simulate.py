@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -44,11 +45,18 @@ CONTROLLER_NAMES = ("none", "static", "gpuwatch", "oracle")
     "oracle_guard_c",
     type=click.FloatRange(min=0.0, max=50.0),
     default=None,
+    help="Keep the oracle this many °C below max operating [default: the scenario's, 0.5].",
+)
+@click.option(
+    "--spread",
+    type=click.FloatRange(min=0.0, max=0.9),
+    default=None,
     help=(
-        "Keep the oracle this many °C below max operating [default: the scenario's, 0.05]. At 8 "
-        "(the default HOT margin) it is the best any controller that never lets a GPU go HOT can do."
+        "Draw each GPU's R, C and power per job within ±this of its SKU profile [default: the "
+        "scenario's, 0.03]; 0.3 runs physics the policy's priors were not set for."
     ),
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of the table.")
 @click.option("--list", "list_shipped", is_flag=True, help="List the shipped scenarios and exit.")
 def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     scenario: str | None,
@@ -58,14 +66,17 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     config_path: str | None,
     workers: int | None,
     oracle_guard_c: float | None,
+    spread: float | None,
     *,
+    as_json: bool,
     list_shipped: bool,
 ) -> None:
     """Run SCENARIO (a shipped name such as `surge`, or a .toml file) under each controller.
 
     Prints one row per controller: jobs completed, rejected (held back at least once), timed
     out, p50/p95 latency from arrival to end, GPU-seconds in thermal slowdown, hottest
-    temperature and energy. The same scenario and seed give the same table.
+    temperature and energy; and, where jobs come in several classes, one row per controller and
+    class. The same scenario, seed and spread give the same table.
     """
     # The simulation (and the policy it drives) loads only for this command, so others start fast.
     from gpuwatch.simulate import report, runner, shipped  # noqa: PLC0415
@@ -81,6 +92,8 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
         chosen = dataclasses.replace(
             chosen, oracle=dataclasses.replace(chosen.oracle, guard_c=oracle_guard_c)
         )
+    if spread is not None:
+        chosen = dataclasses.replace(chosen, spread=spread)
     controllers = controller_names or CONTROLLER_NAMES
     bar = ProgressBar()
     started = time.monotonic()
@@ -89,7 +102,10 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     finally:
         bar.close()
     wall_s = time.monotonic() - started
-    click.echo(report.render(chosen, results))
+    if as_json:
+        click.echo(json.dumps(report.document(chosen, results), indent=2))
+    else:
+        click.echo(report.render(chosen, results))
     speed = chosen.duration_s / wall_s if wall_s > 0 else float("inf")
     click.echo(f"ran {chosen.duration_s:g} virtual s in {wall_s:.1f} s ({speed:.0f}x real time)", err=True)
     if plot_path is not None:

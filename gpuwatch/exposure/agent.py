@@ -1,8 +1,9 @@
 """HAProxy agent-check: one status line per TCP connection, for the node or a GPU it names.
 
 HAProxy connects every `agent-inter`, may send its `agent-send` string first (e.g. `gpu=3` and a newline),
-and reads one line: `up ready N%` sets the server's weight, `up drain` stops new sessions while
-keeping current ones, `down#gpu-failed` marks the server down with a reason.
+and reads one line: `up ready N%` sets the server's weight (here: the free `default` slots, so
+it drops as admissions take them), `up drain` stops new sessions while keeping current ones,
+`down#gpu-failed` marks the server down with a reason.
 """
 
 from __future__ import annotations
@@ -28,18 +29,23 @@ _warned_about: set[str] = set()
 _MAX_WARNED = 64
 
 
-def agent_line(state: ThermalState, pressure: float, *, admits_default: bool) -> bytes:
-    """The agent answer for a node or GPU in `state`.
+# Free `default` slots per GPU at which a server gets its full weight: a node whose GPUs can each
+# take this many more jobs is as good as any; below it, the weight falls with what is left.
+FULL_WEIGHT_SLOTS_PER_GPU = 8
 
-    Down when FAILED; drained while `default` work is not admitted (HOT, CRITICAL, and UNKNOWN
-    unless the policy fails open); otherwise ready, weighted 100% when cool and less as pressure
-    rises, but never 0% (HAProxy would stop sending work that the policy still admits).
+
+def agent_line(state: ThermalState, free_default: int, gpus: int) -> bytes:
+    """The agent answer for a node (or a GPU, `gpus` = 1) in `state` with `free_default` free `default` slots.
+
+    Down when FAILED; drained while no `default` slot is free; otherwise ready, weighted by the
+    free `default` slots (100% at FULL_WEIGHT_SLOTS_PER_GPU per GPU), never under 1% (HAProxy
+    would stop sending work the node still admits).
     """
     if state is ThermalState.FAILED:
         return FAILED_LINE
-    if not admits_default:
+    if free_default <= 0:
         return DRAIN_LINE
-    weight = max(1, min(100, round(100.0 * (1.0 - pressure))))
+    weight = max(1, min(100, round(100.0 * free_default / (FULL_WEIGHT_SLOTS_PER_GPU * max(1, gpus)))))
     return f"up ready {weight}%\n".encode("ascii")
 
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from gpuwatch.exposure.publication import Publication
+from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.tally import AdmissionTally
 from gpuwatch.policy.decision import NodeDecision, ThermalState
 
@@ -42,13 +43,20 @@ class Board:
     it swaps in the expired decision (stale GPUs UNKNOWN) so the signal fails safe.
     """
 
-    def __init__(self, source: str, expiry: Expiry, initial: NodeDecision | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        expiry: Expiry,
+        initial: NodeDecision | None = None,
+        book: ReservationBook | None = None,
+    ) -> None:
         self._source = source
         self._expiry = expiry
         self._lock = threading.Lock()
         self._observers: list[Observer] = []
         self.tally = AdmissionTally()
-        self.current = Publication(initial or not_yet_sampled(), source)
+        self.book = book  # admissions take their slots here; None: nothing is ever taken
+        self.current = Publication(initial or not_yet_sampled(), source, book)
 
     def observe(self, observer: Observer) -> None:
         """Call `observer(previous, new)` after each swap."""
@@ -56,7 +64,7 @@ class Board:
 
     def publish(self, decision: NodeDecision) -> Publication:
         """Render `decision` and make it current."""
-        publication = Publication(decision, self._source)
+        publication = Publication(decision, self._source, self.book)
         with self._lock:
             self._swap(publication)
         return publication
@@ -71,7 +79,7 @@ class Board:
         expired = self._expiry(current.decision, now_monotonic)
         if expired is current.decision:
             return False
-        publication = Publication(expired, self._source)
+        publication = Publication(expired, self._source, self.book)
         with self._lock:
             if self.current is not current:
                 return False  # a fresh decision arrived meanwhile

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gpuwatch.policy.admission import Admission
-from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass, RetryAfters
+from gpuwatch.policy.decision import NO_SLOTS, GpuDecision, NodeDecision, PriorityClass, RetryAfters, Slots
 
 # Version of the /v1/state and state.json layout; bumped only when a field changes meaning.
 STATE_SCHEMA_VERSION = 1
@@ -28,8 +29,9 @@ def _retry_afters(retry_afters: RetryAfters) -> dict[str, float]:
     return {priority.value: round(seconds, 1) for priority, seconds in retry_afters}
 
 
-def gpu_document(gpu: GpuDecision, decided_at: float) -> JsonDict:
-    """One GPU's decision; °C with 2 decimals, W with 1, seconds with 2, pressure with 4."""
+def gpu_document(gpu: GpuDecision, decided_at: float, taken: int = 0) -> JsonDict:
+    """One GPU's decision, `taken` admissions since; °C to 2 decimals, W to 1, seconds to 2, pressure to 4."""
+    slots = gpu.slots.less(taken)
     return {
         "index": gpu.index,
         "uuid": gpu.uuid,
@@ -37,7 +39,9 @@ def gpu_document(gpu: GpuDecision, decided_at: float) -> JsonDict:
         "state": gpu.state.value,
         "state_for_s": None if gpu.state_since is None else _rounded(decided_at - gpu.state_since, 2),
         "pressure": round(gpu.pressure, 4),
-        "admits": admitted_classes(gpu.admits),
+        "admits": admitted_classes(slots.classes if taken else gpu.admits),
+        "slots": slots.document(),
+        "reserved": gpu.reserved + taken,
         "reasons": list(gpu.reasons),
         "sentence": gpu.sentence,
         "margin_c": _rounded(gpu.margin_c, 2),
@@ -55,12 +59,24 @@ def gpu_document(gpu: GpuDecision, decided_at: float) -> JsonDict:
     }
 
 
-def state_document(decision: NodeDecision, source: str, admits: frozenset[PriorityClass]) -> JsonDict:
+def state_document(
+    decision: NodeDecision,
+    source: str,
+    admits: frozenset[PriorityClass],
+    taken: Mapping[int, int] | None = None,
+) -> JsonDict:
     """The node's decision and every GPU's: the /v1/state body and state.json.
 
-    `admits` lists the classes /v1/admit admits now. `sample_age_s` is the age when the decision
-    was made; `taken_at` (Unix seconds) lets a reader compute the age now.
+    `admits` lists the classes /v1/admit admits now; `taken` the admissions on each GPU since the
+    decision (they come off its slots and count as reserved). `sample_age_s` is the age when the
+    decision was made; `taken_at` (Unix seconds) lets a reader compute the age now.
     """
+    taken = taken or {}
+    slots: Slots = NO_SLOTS
+    for gpu in decision.gpus:
+        slots = slots.plus(gpu.slots.less(taken.get(gpu.index, 0)))
+    if taken:
+        admits = frozenset() if decision.drained else slots.classes
     return {
         "schema_version": STATE_SCHEMA_VERSION,
         "source": source,
@@ -70,15 +86,16 @@ def state_document(decision: NodeDecision, source: str, admits: frozenset[Priori
         "state": decision.state.value,
         "pressure": round(decision.pressure, 4),
         "admits": admitted_classes(admits),
+        "slots": slots.document(),
         "reasons": list(decision.reasons),
         "sentence": decision.sentence,
         "retry_after_s_by_class": _retry_afters(decision.retry_after_by_class),
-        "gpus": [gpu_document(gpu, decision.decided_at) for gpu in decision.gpus],
+        "gpus": [gpu_document(gpu, decision.decided_at, taken.get(gpu.index, 0)) for gpu in decision.gpus],
     }
 
 
-def admission_document(admission: Admission, sequence: int) -> JsonDict:
-    """An /v1/admit answer: the verdict, the GPU to use when admitted, and when to retry if not."""
+def admission_document(admission: Admission, sequence: int, slots_left: int) -> JsonDict:
+    """An /v1/admit answer: the verdict, the GPU to use if admitted, slots left, and when to retry if not."""
     gpu = admission.gpu
     return {
         "admitted": admission.admitted,
@@ -91,6 +108,7 @@ def admission_document(admission: Admission, sequence: int) -> JsonDict:
         "reason": admission.reason,
         "sentence": admission.sentence,
         "retry_after_s": admission.retry_after_s,
+        "slots": slots_left,
         "sequence": sequence,
     }
 

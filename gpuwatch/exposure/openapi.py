@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpuwatch import __version__
-from gpuwatch.exposure.http.routes import ENVOY_METHODS, GPU_NAME_PATTERN
+from gpuwatch.exposure.http.routes import DRY_RUN_NO, DRY_RUN_YES, ENVOY_METHODS, GPU_NAME_PATTERN
 from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.decision import PriorityClass, ThermalState
 from gpuwatch.policy.drain import MAX_REASON_CHARS
@@ -16,6 +16,15 @@ _NUMBER_OR_NULL: Json = {"type": ["number", "null"]}
 _STATES = [state.value for state in ThermalState]
 _CLASSES = [priority.value for priority in PriorityClass]
 _DEFAULT_NAMES = ClassNames()
+_SLOTS: Json = {
+    "type": "object",
+    "description": (
+        "Jobs of each class that may start now (the slots less the admissions taken since the sample)."
+    ),
+    "required": _CLASSES,
+    "properties": {name: {"type": "integer", "minimum": 0} for name in _CLASSES},
+    "additionalProperties": False,
+}
 _RETRY_AFTERS: Json = {
     "type": "object",
     "description": "Predicted seconds (not jittered) until each refused class is admitted again.",
@@ -59,6 +68,14 @@ def _gpu_schema() -> Json:
         "state": {"type": "string", "enum": _STATES},
         "pressure": {"type": "number", "minimum": 0, "maximum": 1},
         "admits": {"type": "array", "items": {"type": "string", "enum": _CLASSES}},
+        "slots": _SLOTS,
+        "reserved": {
+            "type": "integer",
+            "minimum": 0,
+            "description": (
+                "Admitted jobs whose power the samples do not show yet, counted against the slots."
+            ),
+        },
         "reasons": {"type": "array", "items": {"type": "string"}},
         "sentence": {"type": "string"},
         "clock_event_reasons": {"type": "array", "items": {"type": "string"}},
@@ -92,6 +109,7 @@ def _state_schema() -> Json:
         "state": {"type": "string", "enum": _STATES},
         "pressure": {"type": "number", "minimum": 0, "maximum": 1},
         "admits": {"type": "array", "items": {"type": "string", "enum": _CLASSES}},
+        "slots": {**_SLOTS, "description": "The sum of the GPUs' slots, by class."},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "sentence": {"type": "string"},
         "retry_after_s_by_class": _RETRY_AFTERS,
@@ -114,6 +132,11 @@ def _admission_schema() -> Json:
         "reason": {"type": "string"},
         "sentence": {"type": "string"},
         "retry_after_s": {"type": ["integer", "null"], "minimum": 1, "maximum": 120},
+        "slots": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Slots left for the class after this answer: the pinned GPU's, else the node's.",
+        },
         "sequence": {"type": "integer"},
     }
     return {"type": "object", "required": list(properties), "properties": properties}
@@ -218,6 +241,12 @@ def _parameters(classes: ClassNames) -> Json:
             "description": "Pin the answer to this GPU (index or uuid); default: the coolest admissible.",
             "schema": {"type": "string", "pattern": GPU_NAME_PATTERN},
         },
+        "dryRun": {
+            "name": "dry_run",
+            "in": "query",
+            "description": "1 (or true): answer as if asking, but take no slot. Default: 0.",
+            "schema": {"type": "string", "enum": [*DRY_RUN_YES, *DRY_RUN_NO]},
+        },
         "classHeader": {
             "name": "X-GPUWatch-Class",
             "in": "header",
@@ -233,6 +262,10 @@ def _response_headers() -> Json:
         "X-GPUWatch-State": _header("Thermal state behind the answer.", {"type": "string", "enum": _STATES}),
         "X-GPUWatch-Pressure": _header("Pressure, 0 (cool) to 1 (at the limit), 4 decimals.", text),
         "X-GPUWatch-Reason": _header("Machine-readable reason code of the answer.", text),
+        "X-GPUWatch-Slots": _header(
+            "Slots left for the class after this answer (the pinned GPU's, else the node's).",
+            {"type": "integer", "minimum": 0},
+        ),
         "X-GPUWatch-GPU": _header("Index of the GPU to use; only when admitted.", {"type": "integer"}),
         "X-GPUWatch-Sequence": _header("Sequence of the snapshot decided on.", {"type": "integer"}),
         "Retry-After": _header("Whole seconds (1-120, jittered) until asking again.", {"type": "integer"}),
@@ -241,7 +274,11 @@ def _response_headers() -> Json:
 
 def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
     admit_headers = _headers(
-        "X-GPUWatch-State", "X-GPUWatch-Pressure", "X-GPUWatch-Reason", "X-GPUWatch-Sequence"
+        "X-GPUWatch-State",
+        "X-GPUWatch-Pressure",
+        "X-GPUWatch-Reason",
+        "X-GPUWatch-Slots",
+        "X-GPUWatch-Sequence",
     )
     return {
         "get": {
@@ -249,11 +286,14 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
             "parameters": [
                 _ref("parameters", "class"),
                 _ref("parameters", "gpu"),
+                _ref("parameters", "dryRun"),
                 _ref("parameters", "classHeader"),
             ],
             "responses": {
                 "200": {
-                    "description": "Admitted: start the job on the GPU named.",
+                    "description": (
+                        "Admitted: one slot is taken (unless dry_run); start the job on the GPU named."
+                    ),
                     "headers": {**admit_headers, **_headers("X-GPUWatch-GPU")},
                     "content": _json_content("Admission"),
                 },
@@ -263,7 +303,7 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
                     "content": _json_content("Admission"),
                 },
                 "400": {
-                    "description": "Unknown class, or a malformed gpu.",
+                    "description": "Unknown class, a malformed gpu, or a dry_run that is not 1 or 0.",
                     "content": _json_content("Error"),
                 },
                 "404": {"description": "This node has no such GPU.", "content": _json_content("Error")},
@@ -318,7 +358,7 @@ def openapi_document(telemetry_path: str = "/metrics", classes: ClassNames = _DE
             "Liveness", {"200": {"description": "The daemon is alive.", "content": _json_content("Health")}}
         ),
         "/readyz": _plain_operation(
-            "Readiness: /v1/admit admits class default (the node's state and some GPU allow it)",
+            "Readiness: some GPU has a free `default` slot now (nothing is taken)",
             {
                 "200": {"description": "Ready.", "content": _json_content("Readiness")},
                 "503": {"description": "Class default is held back.", "content": _json_content("Readiness")},

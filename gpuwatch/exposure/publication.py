@@ -1,8 +1,11 @@
-"""One decision rendered once into what the exposure serves: bodies, headers, agent lines.
+"""One decision made ready to serve: admit answers with their reservations, state, readiness, agent lines.
 
-Built on the sampler thread each time a decision is published, so that a request does little
-more than pick ready bytes. Answers for a GPU pinned with `gpu=` are rendered on first use and
-kept for the life of the publication (at most classes x GPUs of them).
+Built on the sampler thread each time a decision is published; answered from on the event loop.
+Every admission takes one slot on its GPU at once in the reservation book, so requests between
+two samples are paced by the slots the decision offered, never all answered alike. An answer is
+rendered once per distinct content and kept for the life of the publication: admitted answers
+by (GPU, slots left), and held-back answers, which stay held until the next decision (slots
+taken since it only grow), in their eight jitter variants.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from gpuwatch.exposure.http.responses import (
     json_response,
     with_status,
 )
+from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.tally import tally_slot
 from gpuwatch.policy.admission import Admission, admit
 from gpuwatch.policy.decision import NodeDecision, PriorityClass
@@ -32,7 +36,7 @@ JITTER_BITS = 3
 JITTER_VARIANTS = 1 << JITTER_BITS
 # Jitters handed to `admit` (which scales its Retry-After by 1 + jitter x the configured ratio),
 # spread evenly over [-1, 1].
-_JITTERS = tuple(-1.0 + (2 * k + 1) / JITTER_VARIANTS for k in range(JITTER_VARIANTS))
+JITTERS = tuple(-1.0 + (2 * k + 1) / JITTER_VARIANTS for k in range(JITTER_VARIANTS))
 
 
 class AdmitRoute(enum.Enum):
@@ -45,17 +49,19 @@ class AdmitRoute(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class AdmitAnswer:
-    """An admit answer in its jitter variants (the same response repeated when admitted)."""
+    """An answer to an admit request: the response (one of the jitter variants when held back)."""
 
-    responses: tuple[Response, ...]
+    response: Response
     tally: int  # AdmissionTally slot to count it in
+    admission: Admission
 
 
-def _admission_headers(admission: Admission, sequence: int) -> list[tuple[str, str]]:
+def _admission_headers(admission: Admission, sequence: int, slots_left: int) -> list[tuple[str, str]]:
     headers = [
         ("X-GPUWatch-State", admission.state.value),
         ("X-GPUWatch-Pressure", f"{admission.pressure:.4f}"),
         ("X-GPUWatch-Reason", admission.reason),
+        ("X-GPUWatch-Slots", str(slots_left)),
         ("X-GPUWatch-Sequence", str(sequence)),
     ]
     if admission.admitted and admission.gpu is not None:
@@ -65,100 +71,153 @@ def _admission_headers(admission: Admission, sequence: int) -> list[tuple[str, s
     return headers
 
 
-def _admissions(decision: NodeDecision, priority: PriorityClass, gpu: int | None) -> tuple[Admission, ...]:
-    """The answer in its JITTER_VARIANTS jitters; an admission needs no jitter, so only one call."""
-    first = admit(decision, priority, gpu=gpu, jitter=_JITTERS[0])
-    if first.admitted:
-        return (first,) * JITTER_VARIANTS
-    return (first, *(admit(decision, priority, gpu=gpu, jitter=j) for j in _JITTERS[1:]))
-
-
-def _render(admissions: tuple[Admission, ...], sequence: int) -> dict[AdmitRoute, AdmitAnswer]:
-    """The three routes' answers to the same jittered admissions.
-
-    Each distinct Retry-After is rendered once, and the routes differ only in the status line.
-    """
-    first = admissions[0]
-    rendered: dict[int | None, Response] = {}
-    for admission in admissions:
-        if admission.retry_after_s not in rendered:
-            body = json_bytes(admission_document(admission, sequence))
-            headers = _admission_headers(admission, sequence)
-            rendered[admission.retry_after_s] = build_response(200, JSON, body, headers)
-    plain = tuple(rendered[a.retry_after_s] for a in admissions)
-    slot = tally_slot(first.priority, admitted=first.admitted)
-    if first.admitted:
-        return dict.fromkeys(AdmitRoute, AdmitAnswer(plain, slot))
-    by_status = {
-        route: {id(r): with_status(r, route.value) for r in rendered.values()} for route in AdmitRoute
-    }
-    return {route: AdmitAnswer(tuple(by_status[route][id(r)] for r in plain), slot) for route in AdmitRoute}
+def _rendered(admission: Admission, sequence: int, slots_left: int) -> Response:
+    body = json_bytes(admission_document(admission, sequence, slots_left))
+    return build_response(200, JSON, body, _admission_headers(admission, sequence, slots_left))
 
 
 class Publication:
-    """Everything served for one NodeDecision.
+    """Everything served for one NodeDecision, and the reservations taken against it.
 
-    Immutable once published, except the cache of pinned-GPU answers, which only the event-loop
-    thread fills.
+    Immutable once published, except its caches of rendered answers, which only the event-loop
+    thread fills. Without a book (files, tests) nothing is ever taken.
     """
 
-    def __init__(self, decision: NodeDecision, source: str) -> None:
+    def __init__(
+        self,
+        decision: NodeDecision,
+        source: str,
+        book: ReservationBook | None = None,
+    ) -> None:
         self.decision = decision
-        self._answers: dict[tuple[PriorityClass, int | None], dict[AdmitRoute, AdmitAnswer]] = {
-            (priority, None): self._admit_answers(priority, None) for priority in PriorityClass
-        }
-        admitted = {
-            p for p in PriorityClass if self._answers[p, None][AdmitRoute.PLAIN].responses[0].status == 200
-        }
-        self.state_body = json_bytes(state_document(decision, source, frozenset(admitted)))
-        node_headers = [
-            ("X-GPUWatch-State", decision.state.value),
-            ("X-GPUWatch-Pressure", f"{decision.pressure:.4f}"),
-            ("X-GPUWatch-Sequence", str(decision.sequence)),
-        ]
-        self.state = build_response(200, JSON, self.state_body, node_headers)
+        self._source = source
+        self._book = book
+        self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
+        self._held: dict[
+            tuple[PriorityClass, int | None], tuple[Mapping[AdmitRoute, tuple[Response, ...]], Admission]
+        ] = {}
+        self._admitted: dict[tuple[PriorityClass, int | None, int | None, int], Response] = {}
+        self._state_cache: tuple[tuple[int, ...], Response] | None = None
+        self.state_body = json_bytes(state_document(decision, source, decision.admits))
         self.pressure_text = f"{min(1.0, max(0.0, decision.pressure)):.4f}"
         self._gpu_keys: Mapping[str, int] = {
             key: gpu.index for gpu in decision.gpus for key in (str(gpu.index), gpu.uuid.lower())
         }
-        self.ready = self._readiness(ready=PriorityClass.DEFAULT in admitted)
-        self.agent_node = agent_line(
-            decision.state, decision.pressure, admits_default=PriorityClass.DEFAULT in decision.admits
-        )
-        self.agent_gpus: Mapping[str, bytes] = {
-            key: agent_line(gpu.state, gpu.pressure, admits_default=PriorityClass.DEFAULT in gpu.admits)
-            for gpu in decision.gpus
-            for key in (str(gpu.index), gpu.uuid.lower())
+        self._ready = {
+            ready: json_response(
+                200 if ready else 503,
+                {
+                    "ready": ready,
+                    "state": decision.state.value,
+                    "sentence": decision.sentence,
+                    "sequence": decision.sequence,
+                },
+            )
+            for ready in (True, False)
         }
 
     def gpu_index(self, text: str) -> int | None:
         """The index of the GPU `text` names (an index or a uuid, any case), else None."""
         return self._gpu_keys.get(text.lower())
 
-    def admit_answer(self, route: AdmitRoute, priority: PriorityClass, gpu: int | None) -> AdmitAnswer:
-        """The answer to an admit request; raises UnknownGpuError for a GPU the node lacks."""
-        answers = self._answers.get((priority, gpu))
-        if answers is None:
-            answers = self._admit_answers(priority, gpu)
-            self._answers[priority, gpu] = answers
-        return answers[route]
+    def taken(self) -> dict[int, int]:
+        """Admissions taken on each GPU since the decision (by index)."""
+        book = self._book
+        if book is None:
+            return {}
+        return {index: book.total(index) - counted for index, counted in self._counted.items()}
+
+    def admit_answer(
+        self,
+        route: AdmitRoute,
+        priority: PriorityClass,
+        gpu: int | None,
+        *,
+        jitter: int = 0,
+        take: bool = True,
+    ) -> AdmitAnswer:
+        """The answer to an admit request, taking the slot when admitted and `take`.
+
+        `jitter` picks one of the JITTER_VARIANTS Retry-After variants. Raises UnknownGpuError
+        for a GPU the node lacks.
+        """
+        held = self._held.get((priority, gpu))
+        if held is not None:
+            by_route, admission = held
+            return AdmitAnswer(by_route[route][jitter], tally_slot(priority, admitted=False), admission)
+        taken = self.taken()
+        admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken)
+        if not admission.admitted:
+            # Held now, held until the next decision: render every variant under every status once.
+            variants = (
+                admission,
+                *(admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken) for j in JITTERS[1:]),
+            )
+            plain = tuple(_rendered(a, self.decision.sequence, 0) for a in variants)
+            by_route = {route_: tuple(with_status(r, route_.value) for r in plain) for route_ in AdmitRoute}
+            self._held[priority, gpu] = (by_route, admission)
+            return AdmitAnswer(by_route[route][jitter], tally_slot(priority, admitted=False), admission)
+        chosen = admission.gpu
+        if take and chosen is not None and self._book is not None:
+            self._book.take(chosen.index)
+        slots_left = admission.slots_left if take else admission.slots_left + 1
+        key = (priority, gpu, None if chosen is None else chosen.index, slots_left)
+        response = self._admitted.get(key)
+        if response is None:
+            response = self._admitted[key] = _rendered(admission, self.decision.sequence, slots_left)
+        return AdmitAnswer(response, tally_slot(priority, admitted=True), admission)
+
+    @property
+    def state(self) -> Response:
+        """/v1/state: the decision with its slots less those taken since, and those reserved."""
+        taken = self.taken()
+        key = tuple(taken.values())
+        cached = self._state_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        body = (
+            self.state_body
+            if not any(key)
+            else json_bytes(state_document(self.decision, self._source, self.decision.admits, taken))
+        )
+        headers = [
+            ("X-GPUWatch-State", self.decision.state.value),
+            ("X-GPUWatch-Pressure", f"{self.decision.pressure:.4f}"),
+            ("X-GPUWatch-Sequence", str(self.decision.sequence)),
+        ]
+        response = build_response(200, JSON, body, headers)
+        self._state_cache = (key, response)
+        return response
+
+    @property
+    def ready(self) -> Response:
+        """/readyz: 200 while some GPU has a free `default` slot now, else 503 (nothing is taken)."""
+        taken = self.taken()
+        decision = self.decision
+        free = not decision.drained and any(
+            gpu.free(PriorityClass.DEFAULT, taken.get(gpu.index, 0)) > 0 for gpu in decision.gpus
+        )
+        if not decision.gpus:
+            free = PriorityClass.DEFAULT in decision.admits
+        return self._ready[free]
 
     def agent_answers(self) -> tuple[bytes, Mapping[str, bytes]]:
-        """The agent line for the node, and per GPU by index and lower-case uuid."""
-        return self.agent_node, self.agent_gpus
+        """The agent line for the node, and per GPU by index and lower-case uuid.
 
-    def _admit_answers(self, priority: PriorityClass, gpu: int | None) -> dict[AdmitRoute, AdmitAnswer]:
-        return _render(_admissions(self.decision, priority, gpu), self.decision.sequence)
-
-    def _readiness(self, *, ready: bool) -> Response:
-        """/readyz: 200 while /v1/admit admits `default` work, else 503.
-
-        That is: the node's state admits `default` and some GPU does.
+        Weights follow free `default` slots.
         """
-        document = {
-            "ready": ready,
-            "state": self.decision.state.value,
-            "sentence": self.decision.sentence,
-            "sequence": self.decision.sequence,
+        decision = self.decision
+        taken = self.taken()
+        frees = {
+            gpu.index: 0 if decision.drained else gpu.free(PriorityClass.DEFAULT, taken.get(gpu.index, 0))
+            for gpu in decision.gpus
         }
-        return json_response(200 if ready else 503, document)
+        node = agent_line(decision.state, sum(frees.values()), max(1, len(decision.gpus)))
+        if not decision.gpus and PriorityClass.DEFAULT in decision.admits:
+            node = agent_line(decision.state, 1, 1)
+        lines = {}
+        for gpu in decision.gpus:
+            line = agent_line(gpu.state, frees[gpu.index], 1)
+            lines[str(gpu.index)] = line
+            lines[gpu.uuid.lower()] = line
+        return node, lines

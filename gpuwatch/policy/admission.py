@@ -1,22 +1,31 @@
-"""The one admission function every exposure uses: a node decision and a class in, admit or hold back out.
+"""The one admission function every exposure uses: a node decision, what was taken since, and a class in.
 
-Unpinned, a request is admitted when the node's state admits its class (DESIGN §2; the node
-state is k-of-n over its GPUs) and some GPU does: the coolest such GPU (lowest pressure) is
-named. Pinned to a GPU, that GPU's own state decides, whatever the node's. Held back, the answer
-carries Retry-After: the predicted wait, jittered by the caller's `jitter` in [-1, 1] times the
-decision's jitter ratio (±20 %), rounded to whole seconds and clamped (default [1, 120] s).
+A request of a class is admitted on a GPU with a free slot for it: the slots the decision
+offered less the admissions taken on that GPU since (`taken`, by GPU index: each took one slot
+at once, whatever its class). Unpinned, the GPU with the most free slots for the class is named,
+coolest (lowest pressure) first; pinned with `gpu=`, that GPU's free slots decide. Held back,
+the answer carries Retry-After: the predicted wait for a slot (the soonest of the node's GPUs,
+unpinned), jittered by the caller's `jitter` in [-1, 1] times the decision's jitter ratio
+(±20 %), rounded to whole seconds and clamped (default [1, 120] s). Taking the slot is the
+caller's: the answer only names the GPU (the exposure's ReservationBook, the simulator's own).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
+from gpuwatch.policy import reasons
 from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass, RetryAfterBounds, ThermalState
 
-# Reason code when the node's state admits the class but none of its GPUs does.
+# Reason code when some GPU has slots for the class but they have all been taken since the
+# decision: admissions are paced by the physics between two samples.
+SLOTS_TAKEN = "slots_taken"
+# Reason code when the node's GPUs have no slot for the class and none is out or unknown.
 NO_GPU_ADMITS = "no_gpu_admits"
+NOTHING_TAKEN: Mapping[int, int] = MappingProxyType({})
 
 
 class UnknownGpuError(LookupError):
@@ -35,10 +44,11 @@ class Admission:
     priority: PriorityClass
     gpu: GpuDecision | None  # the GPU to use (admitted), or the pinned one
     retry_after_s: int | None  # whole seconds, jittered and clamped; None when admitted
-    state: ThermalState  # the node's, or the pinned GPU's
+    state: ThermalState  # the node's shown state, or the pinned GPU's
     pressure: float  # the node's, or the pinned GPU's
     reason: str  # the primary reason code
     sentence: str
+    slots_left: int  # free slots for the class after this answer: the pinned GPU's, else the node's
 
 
 def parse_priority(name: str) -> PriorityClass:
@@ -51,27 +61,83 @@ def parse_priority(name: str) -> PriorityClass:
 
 
 def admit(
-    decision: NodeDecision, priority: PriorityClass, *, gpu: int | None = None, jitter: float = 0.0
+    decision: NodeDecision,
+    priority: PriorityClass,
+    *,
+    gpu: int | None = None,
+    jitter: float = 0.0,
+    taken: Mapping[int, int] = NOTHING_TAKEN,
 ) -> Admission:
     """Admit or hold back one request of class `priority`, optionally pinned to GPU index `gpu`."""
     if not -1.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be in [-1, 1], got {jitter}")
-    if gpu is not None:
-        pinned = _find(decision, gpu)
-        admitted = priority in pinned.admits
-        wait_s = None if admitted else pinned.retry_after_for(priority)
-        retry_after_s = None if admitted else jittered_retry_after(wait_s, jitter, decision.retry_bounds)
-        governing = _Verdict(pinned.state, pinned.pressure, pinned.reasons, pinned.sentence)
-        return _answer(governing, priority, pinned, retry_after_s)
-    candidates = decision.admitting(priority)
-    # With no GPU known at all, only a node failing open admits (and names no GPU).
-    admitted = priority in decision.admits and (bool(candidates) or not decision.gpus)
-    node = _Verdict(decision.state, decision.pressure, decision.reasons, decision.sentence)
-    if priority in decision.admits and not admitted:
-        node = dataclasses.replace(node, reasons=(NO_GPU_ADMITS,))
-    wait_s = None if admitted else decision.retry_after_for(priority)
-    retry_after_s = None if admitted else jittered_retry_after(wait_s, jitter, decision.retry_bounds)
-    return _answer(node, priority, candidates[0] if admitted and candidates else None, retry_after_s)
+    bounds = decision.retry_bounds
+    pinned = None if gpu is None else _find(decision, gpu)
+    frees = _frees(decision, priority, taken)
+    left = sum(frees.values())
+    candidates = [g for g in decision.gpus if frees.get(g.index, 0) > 0 and (pinned is None or g is pinned)]
+    if candidates:
+        chosen = min(candidates, key=lambda g: (-frees[g.index], g.pressure, g.index))
+        if pinned is not None:
+            return _admitted(
+                priority,
+                chosen,
+                state=chosen.state,
+                pressure=chosen.pressure,
+                sentence=chosen.sentence,
+                slots_left=frees[chosen.index] - 1,
+            )
+        return _admitted(
+            priority,
+            chosen,
+            state=decision.state,
+            pressure=decision.pressure,
+            sentence=decision.sentence,
+            slots_left=left - 1,
+        )
+    if not decision.gpus and priority in decision.admits and pinned is None:
+        # No GPU known at all: only a node failing open admits, and it names no GPU.
+        return _admitted(
+            priority,
+            None,
+            state=decision.state,
+            pressure=decision.pressure,
+            sentence=decision.sentence,
+            slots_left=0,
+        )
+    if pinned is not None:  # the pinned GPU's own wait and figures
+        wait_s = bounds.max_s if decision.drained else pinned.wait_for(priority, taken.get(pinned.index, 0))
+        reason = _held_reason(pinned.reasons, offered=pinned.slots.of(priority) > 0)
+        state, pressure, sentence = pinned.state, pinned.pressure, pinned.sentence
+    else:  # the node's figures; the GPU that gets a slot soonest says why
+        codes = decision.reasons
+        wait_s = bounds.max_s if decision.drained else decision.retry_after_for(priority)
+        waits = [
+            (w, g) for g in decision.gpus if (w := g.wait_for(priority, taken.get(g.index, 0))) is not None
+        ]
+        if waits and not decision.drained:
+            wait_s, soonest = min(waits, key=lambda pair: pair[0])
+            codes = soonest.reasons
+        reason = _held_reason(codes, offered=any(g.slots.of(priority) > 0 for g in decision.gpus))
+        state, pressure, sentence = decision.state, decision.pressure, decision.sentence
+    return _held(
+        priority,
+        pinned,
+        state=state,
+        pressure=pressure,
+        reason=reason,
+        sentence=sentence,
+        wait_s=wait_s,
+        jitter=jitter,
+        bounds=bounds,
+    )
+
+
+def _frees(decision: NodeDecision, priority: PriorityClass, taken: Mapping[int, int]) -> dict[int, int]:
+    """Free slots for `priority` on each GPU, by index (none while the node is drained)."""
+    if decision.drained:
+        return {g.index: 0 for g in decision.gpus}
+    return {g.index: g.free(priority, taken.get(g.index, 0)) for g in decision.gpus}
 
 
 def jittered_retry_after(seconds: float | None, jitter: float, bounds: RetryAfterBounds) -> int:
@@ -81,14 +147,14 @@ def jittered_retry_after(seconds: float | None, jitter: float, bounds: RetryAfte
     return int(min(math.floor(bounds.max_s), max(math.ceil(bounds.min_s), round(spread))))
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
-    """The decision that governs an answer: the node's, or the pinned GPU's."""
-
-    state: ThermalState
-    pressure: float
-    reasons: tuple[str, ...]
-    sentence: str
+def _held_reason(codes: tuple[str, ...], *, offered: bool) -> str:
+    """The primary reason a request is held back."""
+    if codes and codes[0] == reasons.DRAINED:
+        return reasons.DRAINED
+    if offered:
+        return SLOTS_TAKEN
+    thermal = [code for code in codes if code not in (reasons.WITHIN_LIMITS, reasons.STATE_HOLD)]
+    return thermal[0] if thermal else NO_GPU_ADMITS
 
 
 def _find(decision: NodeDecision, index: int) -> GpuDecision:
@@ -99,22 +165,55 @@ def _find(decision: NodeDecision, index: int) -> GpuDecision:
     return found
 
 
-def _answer(
-    verdict: _Verdict, priority: PriorityClass, gpu: GpuDecision | None, retry_after_s: int | None
+def _admitted(  # noqa: PLR0913 - the governing decision's figures, each its own field
+    priority: PriorityClass,
+    gpu: GpuDecision | None,
+    *,
+    state: ThermalState,
+    pressure: float,
+    sentence: str,
+    slots_left: int,
 ) -> Admission:
-    reason = verdict.reasons[0] if verdict.reasons else NO_GPU_ADMITS
-    if retry_after_s is None:
-        where = f" on GPU {gpu.index} (pressure {gpu.pressure:.2f})" if gpu is not None else ""
-        sentence = f"Admitted {priority} work{where} — {verdict.sentence}"
-    else:
-        sentence = f"Holding back {priority} work, retry in {retry_after_s} s — {verdict.sentence}"
+    where = f" on GPU {gpu.index} (pressure {gpu.pressure:.2f})" if gpu is not None else ""
     return Admission(
-        admitted=retry_after_s is None,
+        admitted=True,
+        priority=priority,
+        gpu=gpu,
+        retry_after_s=None,
+        state=state,
+        pressure=pressure,
+        reason=reasons.WITHIN_LIMITS if gpu is None else _admit_reason(gpu),
+        sentence=f"Admitted {priority} work{where} — {sentence}",
+        slots_left=max(0, slots_left),
+    )
+
+
+def _admit_reason(gpu: GpuDecision) -> str:
+    """The admitting GPU's first reason that is not the hold of a shown state."""
+    return next((code for code in gpu.reasons if code != reasons.STATE_HOLD), reasons.WITHIN_LIMITS)
+
+
+def _held(  # noqa: PLR0913 - the governing decision's figures, each its own field
+    priority: PriorityClass,
+    gpu: GpuDecision | None,
+    *,
+    state: ThermalState,
+    pressure: float,
+    reason: str,
+    sentence: str,
+    wait_s: float | None,
+    jitter: float,
+    bounds: RetryAfterBounds,
+) -> Admission:
+    retry_after_s = jittered_retry_after(wait_s, jitter, bounds)
+    return Admission(
+        admitted=False,
         priority=priority,
         gpu=gpu,
         retry_after_s=retry_after_s,
-        state=verdict.state,
-        pressure=verdict.pressure,
+        state=state,
+        pressure=pressure,
         reason=reason,
-        sentence=sentence,
+        sentence=f"Holding back {priority} work, retry in {retry_after_s} s — {sentence}",
+        slots_left=0,
     )

@@ -46,16 +46,59 @@ _ADMITS = {
     ThermalState.ELEVATED: frozenset({PriorityClass.CRITICAL, PriorityClass.DEFAULT}),
     ThermalState.HOT: frozenset({PriorityClass.CRITICAL}),
     ThermalState.CRITICAL: frozenset[PriorityClass](),
-    ThermalState.UNKNOWN: frozenset({PriorityClass.CRITICAL}),
+    ThermalState.UNKNOWN: frozenset[PriorityClass](),
     ThermalState.FAILED: frozenset[PriorityClass](),
 }
 
 
 def admitted_classes(state: ThermalState, *, fail_open: bool = False) -> frozenset[PriorityClass]:
-    """Classes a GPU (or node) in `state` takes new work for; UNKNOWN is HOT unless `fail_open`."""
+    """Classes a GPU (or node) in `state` may admit, per DESIGN §2's table; UNKNOWN none unless `fail_open`.
+
+    What it admits now is what it has slots for (`Slots.classes`): this is the most a state allows.
+    """
     if state is ThermalState.UNKNOWN and fail_open:
         return ALL_CLASSES
     return _ADMITS[state]
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """How many more jobs of each class may start now (DESIGN §2); critical >= default >= sheddable."""
+
+    critical: int = 0
+    default: int = 0
+    sheddable: int = 0
+
+    def of(self, priority: PriorityClass) -> int:
+        """The slots for `priority` (the field of its name)."""
+        slots: int = getattr(self, priority.value)
+        return slots
+
+    def less(self, taken: int) -> Slots:
+        """What is left after `taken` more jobs started (any class: a job is a job)."""
+        if taken <= 0:
+            return self
+        return Slots(
+            max(0, self.critical - taken), max(0, self.default - taken), max(0, self.sheddable - taken)
+        )
+
+    def plus(self, other: Slots) -> Slots:
+        """Both together (a node's slots are its GPUs')."""
+        return Slots(
+            self.critical + other.critical, self.default + other.default, self.sheddable + other.sheddable
+        )
+
+    @property
+    def classes(self) -> frozenset[PriorityClass]:
+        """The classes with a slot."""
+        return frozenset(cls for cls in PriorityClass if self.of(cls) > 0)
+
+    def document(self) -> dict[str, int]:
+        """As JSON-ready data, by class name."""
+        return {cls.value: self.of(cls) for cls in PriorityClass}
+
+
+NO_SLOTS = Slots()
 
 
 RetryAfters = tuple[tuple[PriorityClass, float], ...]
@@ -79,9 +122,11 @@ class RetryAfterBounds:
 class GpuDecision:
     """The policy's verdict on one GPU at one sample, with the figures it rests on.
 
-    `reasons` are machine-readable codes (e.g. "margin_below_hot", "sw_thermal_slowdown",
-    "stale_sample"); `sentence` says the same for people. `admits` is the set of classes this
-    GPU takes new work for right now. Predictions are None until the GPU has enough history.
+    `state` is the shown state (it steps down after the hold); `slots` are what admission reads:
+    how many more jobs of each class may start now, the `reserved` jobs already counted, and
+    `admits` the classes with a slot. `reasons` are machine-readable codes (e.g.
+    "no_default_slot", "sw_thermal_slowdown", "stale_sample"); `sentence` says the same for
+    people. Predictions are None until the GPU has enough history.
     """
 
     index: int
@@ -109,10 +154,31 @@ class GpuDecision:
     # fitted model), "slope" (recent trend) or "none"
     prediction_basis: str = "none"
     rejected_readings: tuple[tuple[str, int], ...] = ()  # readings the model dropped, by reason
+    slots: Slots = NO_SLOTS  # jobs that may start now, per class, with `reserved` counted
+    # Per class, seconds until it has a slot beyond those offered now (clamped): what a request
+    # is told to wait when every slot has been taken since the decision.
+    slot_waits: RetryAfters = ()
+    reserved: int = 0  # admitted jobs whose power the samples do not show yet
+    # The running count of admissions on this GPU the decision has counted: admissions past it
+    # (taken since) come off `slots` at once (the exposure's ReservationBook keeps the count).
+    reservations_counted: int = 0
+    job_power_w: float | None = None  # ΔP_job: one more job's power, W
 
     def retry_after_for(self, priority: PriorityClass) -> float | None:
         """Predicted seconds until this GPU admits `priority`; None when it does (or no estimate)."""
         return retry_after_in(self.retry_after_by_class, priority)
+
+    def free(self, priority: PriorityClass, taken: int = 0) -> int:
+        """Slots left for `priority` after `taken` more admissions since this decision."""
+        return self.slots.less(taken).of(priority)
+
+    def wait_for(self, priority: PriorityClass, taken: int = 0) -> float | None:
+        """Seconds until `priority` has a slot here, `taken` admissions since the decision; 0: it has one."""
+        if self.free(priority, taken) > 0:
+            return 0.0
+        if self.slots.of(priority) > 0:
+            return retry_after_in(self.slot_waits, priority)
+        return self.retry_after_for(priority)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +201,24 @@ class NodeDecision:
     drained: bool = False  # an operator holds the whole node back (POST /v1/drain)
 
     @property
+    def slots(self) -> Slots:
+        """The node's slots: the sum over its GPUs."""
+        total = NO_SLOTS
+        for gpu in self.gpus:
+            total = total.plus(gpu.slots)
+        return total
+
+    @property
     def admits(self) -> frozenset[PriorityClass]:
-        """Classes the node as a whole takes new work for (its state's, DESIGN §2; none if drained)."""
+        """Classes the node takes new work for: those some GPU has a slot for (none if drained).
+
+        A node with no GPU known admits only when failing open (and names no GPU).
+        """
         if self.drained:
             return frozenset()
-        return admitted_classes(self.state, fail_open=self.fail_open)
+        if not self.gpus:
+            return admitted_classes(self.state, fail_open=self.fail_open)
+        return frozenset(cls for gpu in self.gpus for cls in gpu.admits)
 
     def retry_after_for(self, priority: PriorityClass) -> float | None:
         """Predicted seconds until the node admits `priority`; None when it does (or no estimate)."""
@@ -152,5 +231,10 @@ class NodeDecision:
         return self.sample_age_s + max(0.0, now_monotonic - self.decided_at)
 
     def admitting(self, priority: PriorityClass) -> tuple[GpuDecision, ...]:
-        """GPUs that take new work of `priority`, coolest (lowest pressure) first."""
-        return tuple(sorted((g for g in self.gpus if priority in g.admits), key=lambda g: g.pressure))
+        """GPUs that take new work of `priority`, most slots for it first, then coolest."""
+        return tuple(
+            sorted(
+                (g for g in self.gpus if priority in g.admits),
+                key=lambda g: (-g.slots.of(priority), g.pressure, g.index),
+            )
+        )

@@ -32,10 +32,15 @@ class Dequantiser:
     crossings: tuple[tuple[float, float], ...] = ()
     latest_change: int = 0  # crossings the latest changing reading added
 
-    def observe(self, at: float, reading_c: float) -> tuple[Dequantiser, float]:
-        """The dequantiser after one reading, and its estimate of the true margin at `at`, °C."""
+    def observe(self, at: float, reading_c: float, *, stepped: bool = False) -> tuple[Dequantiser, float]:
+        """The dequantiser after one reading, and its estimate of the true margin at `at`, °C.
+
+        `stepped`: power stepped since the last reading. The die jumps within a fraction of a
+        second, so the degrees crossed since say nothing of when: the margin is anywhere in
+        the reading's degree (its middle is the estimate), and the drift is read afresh.
+        """
         whole = reading_c == math.floor(reading_c)
-        if not whole or self.last_at is None or self.last_reading_c is None:
+        if not whole or self.last_at is None or self.last_reading_c is None or stepped:
             return Dequantiser(at, reading_c, ()), reading_c - 0.5 if whole else reading_c
         crossings, latest_change = self.crossings, self.latest_change
         change = reading_c - self.last_reading_c

@@ -1,7 +1,8 @@
 """Maintenance drains: an operator holds a node or some of its GPUs back on purpose, laid over decisions.
 
 A drain changes what is admitted, never what is measured: a drained GPU keeps its thermal
-state, pressure and figures, admits no class, and its first reason is `drained`; a drained node
+state, pressure and figures, offers no slot (so admits no class, lent or not), and its first
+reason is `drained`; a drained node
 admits nothing whatever its GPUs. Retry-After for drained work is the longest allowed, since
 nobody can predict when an operator ends a drain.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gpuwatch.policy import reasons
-from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass
+from gpuwatch.policy.decision import NO_SLOTS, GpuDecision, NodeDecision, PriorityClass
 
 MAX_REASON_CHARS = 200  # an operator's note, shown in every answer; longer is refused
 
@@ -84,6 +85,7 @@ def _drained_gpu(gpu: GpuDecision, entry: DrainEntry, longest_s: float) -> GpuDe
     return dataclasses.replace(
         gpu,
         admits=frozenset(),
+        slots=NO_SLOTS,
         reasons=(reasons.DRAINED, *(r for r in gpu.reasons if r != reasons.DRAINED)),
         sentence=f"GPU {gpu.index} is drained by an operator ({entry.reason}); holding back all work.",
         retry_after_s=longest_s,

@@ -11,10 +11,12 @@ import dataclasses
 from gpuwatch.model import Snapshot
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass, ThermalState
+from gpuwatch.policy.decision import GpuDecision, NodeDecision, ThermalState
 from gpuwatch.policy.gpu import assess
 from gpuwatch.policy.node import aggregate
-from gpuwatch.policy.track import GpuTrack, Moment
+from gpuwatch.policy.readings import Moment
+from gpuwatch.policy.reservations import NO_LEDGER, NO_LEDGERS, Ledgers
+from gpuwatch.policy.track import GpuTrack
 from gpuwatch.policy.verdict import as_unknown
 
 
@@ -42,15 +44,21 @@ class Policy:
         """Apply new settings (a SIGHUP reload), keeping every GPU's history and state."""
         self._config = config
 
-    def update(self, snapshot: Snapshot) -> NodeDecision:
-        """The node decision for `snapshot`; GPUs no longer in it are forgotten."""
+    def update(self, snapshot: Snapshot, ledgers: Ledgers = NO_LEDGERS) -> NodeDecision:
+        """The node decision for `snapshot`; GPUs no longer in it are forgotten.
+
+        `ledgers` are the admissions taken on each GPU (by index) as the exposure's book holds
+        them when the snapshot is judged: those the samples do not show yet count against the
+        GPU's slots.
+        """
         now = snapshot.monotonic
         moment = Moment(now, self._config, self._interval_s)
         tracks: dict[str, GpuTrack] = {}
         decisions: list[GpuDecision] = []
         for sample in snapshot.gpus:
             uuid = sample.identity.uuid
-            track, decision = assess(self._tracks.get(uuid, GpuTrack()), sample, moment)
+            ledger = ledgers.get(sample.identity.index, NO_LEDGER)
+            track, decision = assess(self._tracks.get(uuid, GpuTrack()), sample, ledger, moment)
             tracks[uuid] = track
             decisions.append(decision)
         self._tracks = tracks
@@ -105,7 +113,7 @@ def _expires(gpu: GpuDecision, decision: NodeDecision, now: float, stale_after_s
 def _expired(
     gpu: GpuDecision, decision: NodeDecision, now: float, config: PolicyConfig, interval_s: float
 ) -> GpuDecision:
-    expected_s = interval_s + (gpu.retry_after_for(PriorityClass.DEFAULT) or 0.0)
+    expected_s = interval_s  # the next sample, if the sampler is alive at all
     age_s = now - _sampled_at(gpu, decision)
     unknown = as_unknown(gpu, reasons.STALE_SAMPLE, age_s, expected_s, Moment(now, config, interval_s))
     return dataclasses.replace(unknown, state_since=now)

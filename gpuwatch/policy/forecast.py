@@ -1,4 +1,4 @@
-"""A GPU's predictions: time to slowdown, margin after the horizon with one more job, sustainable power."""
+"""The forecast stage: the margin's path over the horizon at present power, time to slowdown, a job's cost."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.history import Point, margin_slope
+from gpuwatch.policy.learning import Learned, Load
 from gpuwatch.policy.thermal_model import RcFit, RcParameters
 from gpuwatch.policy.trajectory import Measured
 
@@ -27,30 +28,29 @@ class Basis(enum.StrEnum):
     NONE = "none"  # too little history to predict anything
 
 
-@dataclass(frozen=True, slots=True)
-class Load:
-    """What the GPU draws now, its enforced limit and one more job's power, W."""
-
-    power_w: float | None
-    power_limit_w: float | None
-    job_power_w: float | None
-
-    def with_one_more_job_w(self) -> float | None:
-        """Power if one more job started now, capped at the enforced limit."""
-        if self.power_w is None:
-            return None
-        raised = self.power_w + (self.job_power_w or 0.0)
-        return raised if self.power_limit_w is None else min(raised, max(self.power_limit_w, self.power_w))
+# Where the path over the horizon is looked at, as shares of it: closer together near now, where
+# the die's own rise happens (for the 60 s default: 0, 1, 2, 5, 10, 20, 30, 45 and 60 s).
+HORIZON_SHARES = (0.0, 1 / 60, 2 / 60, 5 / 60, 10 / 60, 20 / 60, 30 / 60, 45 / 60, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
 class Forecast:
-    """Predictions for one GPU at one reading; None where they cannot be made."""
+    """Predictions for one GPU at one reading; None where they cannot be made.
+
+    `path_c` is the margin at each of `offsets_s` (HORIZON_SHARES of the horizon) if the GPU
+    keeps its present power, the corrected forecast's own; `response` says how much more margin
+    each W of extra power costs by then (the step response of the fitted model, or the priors').
+    Slots (slots.py) are read off the two.
+    """
 
     basis: Basis
     time_to_slowdown_s: float | None  # None: not heading there
     predicted_margin_c: float | None  # after the horizon, if one more job starts now
     sustainable_power_w: float | None
+    offsets_s: tuple[float, ...] = ()
+    path_c: tuple[float, ...] = ()  # empty: nothing to predict from
+    response: RcParameters | None = None
+    headroom_w: float | None = None  # power left below the enforced limit, W (None: no limit known)
 
 
 def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
@@ -65,8 +65,10 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     """Predictions from the converged model, else from the margin's slope, else none.
 
     The time to slowdown comes from what the readings show (`measured`: the trajectory through
-    the latest crossings, or their rate) whenever they show it, and from the model otherwise.
+    the latest crossings, or their rate) whenever they show it, and from the model otherwise;
+    so does the path over the horizon.
     """
+    params: RcParameters | None = None
     model: Forecast | None = None
     if fit is not None and load.power_w is not None and fit.converged(config.slope_min_samples):
         params = fit.parameters
@@ -75,11 +77,56 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     if model is None:
         slope = margin_slope(window[-config.slope_max_samples :], config.slope_min_samples)
         if slope is not None:
-            model = _from_slope(slope, margin_c, load, prior_parameters(fit, margin_c, load, config), config)
+            model = _from_slope(slope, margin_c, load, prior_parameters(margin_c, load, config), config)
     base = model or Forecast(Basis.NONE, None, None, None)
-    if measured is None:
-        return base
-    return _corrected(base, measured, margin_c)
+    if measured is not None:
+        base = _corrected(base, measured, margin_c)
+    offsets = tuple(share * config.horizon_s for share in HORIZON_SHARES)
+    path = _path(
+        base, params=params, fit=fit, measured=measured, margin_c=margin_c, load=load, offsets=offsets
+    )
+    headroom_w = None
+    if load.power_limit_w is not None and load.power_w is not None:
+        headroom_w = max(0.0, load.power_limit_w - load.power_w)
+    return dataclasses.replace(
+        base,
+        offsets_s=offsets,
+        path_c=path,
+        response=params or prior_parameters(margin_c, load, config),
+        headroom_w=headroom_w,
+    )
+
+
+def _path(  # noqa: PLR0913 - what each basis draws its path from
+    base: Forecast,
+    *,
+    params: RcParameters | None,
+    fit: RcFit | None,
+    measured: Measured | None,
+    margin_c: float,
+    load: Load,
+    offsets: tuple[float, ...],
+) -> tuple[float, ...]:
+    """The margin at each offset at present power: the measured trajectory, else the model, else the trend.
+
+    A trajectory says where the margin is heading at this power better than the model does (it is
+    the model's measured error fed back); a cooling trend is never counted on before the model
+    has converged.
+    """
+    if measured is not None and measured.path is not None:
+        trajectory = measured.path
+        return tuple(trajectory.margin_c(measured.now + h) if h else margin_c for h in offsets)
+    if params is not None and fit is not None and load.power_w is not None:
+        # A die still answering a step down would cool a little more; when in the interval the
+        # step came is unknown, so that cooling is not counted on. One still answering a step
+        # up is.
+        lagged_w = max(fit.lagged_power_w, load.power_w)
+        along = params.path(margin_c, load.power_w, lagged_w)
+        return tuple(along(h) if h else margin_c for h in offsets)
+    rate = 0.0
+    if base.basis is Basis.SLOPE and base.time_to_slowdown_s and margin_c > SLOWDOWN_MARGIN_C:
+        rate = (margin_c - SLOWDOWN_MARGIN_C) / base.time_to_slowdown_s
+    return tuple(margin_c - rate * h for h in offsets)
 
 
 def _corrected(base: Forecast, measured: Measured, margin_c: float) -> Forecast:
@@ -109,7 +156,7 @@ def _from_model(
 ) -> Forecast:
     power_w = load.power_w or 0.0  # the caller checked it is known
     raised_w = load.with_one_more_job_w() or power_w
-    sustainable_w = params.sustainable_power_w(config.elevated_enter_margin_c)
+    sustainable_w = params.sustainable_power_w(config.default_guard_c)
     if load.power_limit_w is not None:
         sustainable_w = min(sustainable_w, load.power_limit_w)
     return Forecast(
@@ -144,14 +191,40 @@ def _from_slope(
     return Forecast(Basis.SLOPE, time_to_slowdown_s, predicted, None)
 
 
-def prior_parameters(fit: RcFit | None, margin_c: float, load: Load, config: PolicyConfig) -> RcParameters:
-    """The fit's parameters if physical, else the priors placed as if the GPU were settled now."""
-    params = fit.parameters if fit is not None else None
-    if params is not None:
-        return params
+def prior_parameters(margin_c: float, load: Load, config: PolicyConfig) -> RcParameters:
+    """The configured priors, placed as if the GPU were settled now: what stands in until the fit converges.
+
+    A fit that has not converged is not used, even where its values look physical: it may hold
+    a die share or a resistance that one power step taught it, and slots read from it would be
+    wrong by as much.
+    """
     resistance = config.resistance_prior_c_per_w
     return RcParameters(
         tau_s=config.tau_prior_s,
         resistance_c_per_w=resistance,
         zero_power_margin_c=margin_c + resistance * (load.power_w or 0.0),
+        die_resistance_c_per_w=config.die_share_prior * resistance,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """The forecast stage's output: what the model learned, and the forecast made from it."""
+
+    learned: Learned
+    forecast: Forecast
+
+
+NO_FORECAST = Forecast(Basis.NONE, None, None, None)
+
+
+def outlook(learned: Learned) -> Outlook:
+    """The forecast stage: predictions from what the model stage learned (none without a fresh reading)."""
+    config = learned.readings.moment.config
+    if learned.load is None or learned.estimate_c is None:
+        return Outlook(learned, NO_FORECAST)
+    model = learned.model
+    prediction = forecast(
+        model.fit, model.window, learned.estimate_c, learned.load, config, measured=learned.measured
+    )
+    return Outlook(learned, prediction)

@@ -2,7 +2,8 @@
 
 What the model keeps between readings is a `MarginModel`; `observe` returns the next one and,
 when the reading could not be learned from, why (screen.py's reason). A reading it drops leaves
-the fit, the crossings and ΔP_job as they were. Pure: no clock, no I/O.
+the fit, the crossings and ΔP_job as they were. `learn` is the stage: it also matches the GPU's
+admissions against the power steps that show them (reservations.py). Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from gpuwatch.model import ClockEventReason, GpuReading
 from gpuwatch.policy import screen
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.dequantise import Dequantiser, held_power_w
-from gpuwatch.policy.forecast import Load
 from gpuwatch.policy.history import Point, appended
 from gpuwatch.policy.job_power import JobPower
+from gpuwatch.policy.readings import Readings
+from gpuwatch.policy.reservations import Ledger, Reserved, dropped, matched
 from gpuwatch.policy.thermal_model import RcFit
 from gpuwatch.policy.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
 from gpuwatch.policy.trajectory import fit as fit_trajectory
@@ -28,6 +30,22 @@ _HELD_CLOCKS = (
     | ClockEventReason.HW_THERMAL_SLOWDOWN
     | ClockEventReason.HW_SLOWDOWN
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the GPU draws now, its enforced limit and one more job's power, W."""
+
+    power_w: float | None
+    power_limit_w: float | None
+    job_power_w: float | None
+
+    def with_one_more_job_w(self) -> float | None:
+        """Power if one more job started now, capped at the enforced limit."""
+        if self.power_w is None:
+            return None
+        raised = self.power_w + (self.job_power_w or 0.0)
+        return raised if self.power_limit_w is None else min(raised, max(self.power_limit_w, self.power_w))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +83,18 @@ class MarginModel:
         return dataclasses.replace(self, rejected=counted, jumps=jumps[-screen.JUMP_CONFIRMATIONS :]), problem
 
     def load(self, reading: GpuReading, config: PolicyConfig) -> Load:
-        """The GPU's load as the forecast sees it: power now, its limit, one more job's ΔP."""
+        """The GPU's load as the forecast sees it: power now (as the model holds it), its limit, ΔP_job."""
         limit_w = reading.power_limit_w
-        return Load(reading.power_w, limit_w, self.job_power.estimate_w(limit_w, config))
+        held_w = self.window[-1].power_w if self.window else None
+        power_w = held_w if held_w is not None else reading.power_w
+        return Load(power_w, limit_w, self.job_power.estimate_w(limit_w, config))
+
+    def rise_w(self) -> float | None:
+        """How much the held power rose at the last reading learned from, W (None: no step to read)."""
+        if len(self.window) < 2:
+            return None
+        before, after = self.window[-2].power_w, self.window[-1].power_w
+        return None if before is None or after is None else after - before
 
     def measured(self, at: float, margin_c: float) -> Measured:
         """What the readings show at `at` (reading `margin_c`): the trajectory, and the margin's rate.
@@ -85,10 +112,11 @@ class MarginModel:
     ) -> MarginModel:
         """The model after one usable reading: crossings, held power, ΔP_job, fit and trajectory."""
         at = reading.monotonic
-        dequantiser, estimate_c = self.dequantiser.observe(at, margin_c)
         previous = self.window[-1] if self.window else None
         previous_w = previous.power_w if previous else None
         power_w = held_power_w(previous_w, reading.power_w, reading.power_limit_w)
+        stepped = previous_w is not None and power_w is not None and power_w != previous_w
+        dequantiser, estimate_c = self.dequantiser.observe(at, margin_c, stepped=stepped)
         clocks_free = not (reading.clock_event_reasons or 0) & _HELD_CLOCKS
         job_power = self.job_power
         if previous_w is not None and power_w is not None:
@@ -131,3 +159,51 @@ def _fitted(fit: RcFit | None, point: Point, interval_s: float, config: PolicyCo
         die_share_prior=config.die_share_prior,
         memory_s=config.model_memory_s,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """The model stage's output for one GPU."""
+
+    readings: Readings
+    model: MarginModel
+    problem: str | None  # why the latest reading was dropped from the model; None: it was not
+    reserved: Reserved  # the admissions still counted against the slots
+    load: Load | None  # None: no fresh reading to judge by
+    measured: Measured | None
+    estimate_c: float | None  # the margin as the model tracks it (dequantised), °C
+
+    @property
+    def job_power_w(self) -> float | None:
+        """ΔP_job, W."""
+        return None if self.load is None else self.load.job_power_w
+
+
+def learn(readings: Readings, model: MarginModel, ledger: Ledger, shown_through: int) -> Learned:
+    """The model after `readings`, and where the GPU's admissions stand.
+
+    A GPU FAILED or UNKNOWN keeps its model and drops its admissions; a reading seen before
+    (the same reading judged again) teaches nothing new.
+    """
+    moment = readings.moment
+    config = moment.config
+    reading = readings.reading
+    margin_c = readings.margin_c
+    if readings.not_finite:
+        model = dataclasses.replace(model, rejected=screen.counted(model.rejected, screen.NOT_A_NUMBER))
+    if not readings.judged or reading is None or margin_c is None:
+        return Learned(readings, model, None, dropped(ledger), None, None, None)
+    problem = None
+    rise_w = None
+    if model.learned_at is None or reading.monotonic != model.learned_at:
+        model, problem = model.observe(reading, margin_c, moment.interval_s, config)
+        rise_w = model.rise_w() if problem is None else None
+    load = model.load(reading, config)
+    reserved = matched(ledger, shown_through, reading.monotonic, rise_w, load.job_power_w)
+    if model.learned_at is None or problem is not None:
+        # Judged on its own margin (a real jump towards the limit must still hold work back),
+        # with nothing measured from a reading the model could not take.
+        return Learned(readings, model, problem, reserved, load, None, margin_c)
+    estimate_c = model.window[-1].margin_c if model.window else margin_c
+    measured = model.measured(reading.monotonic, margin_c)
+    return Learned(readings, model, problem, reserved, load, measured, estimate_c)

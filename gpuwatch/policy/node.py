@@ -1,9 +1,11 @@
 """The node's verdict from its GPUs' decisions: k-of-n state, pressure, reasons and Retry-After.
 
-The node state is the worst state held by at least `node_k` of its in-service GPUs (with k = 1,
-worst-of). FAILED GPUs are out of service: they are named in the reasons (`gpu_failed`) but do
-not decide the node's state, or one dead GPU would stop a node whose others are fine; only when
-every GPU has failed is the node FAILED. A node with no GPUs at all is UNKNOWN.
+The node state is the worst shown state held by at least `node_k` of its in-service GPUs (with
+k = 1, worst-of). FAILED GPUs are out of service: they are named in the reasons (`gpu_failed`)
+but do not decide the node's state, or one dead GPU would stop a node whose others are fine;
+only when every GPU has failed is the node FAILED. A node with no GPUs at all is UNKNOWN. The
+node admits a class while some GPU has a slot for it (an unpinned request takes any GPU), so its
+Retry-After for a class is the soonest any of its GPUs gets one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from gpuwatch.policy.decision import (
     admitted_classes,
 )
 from gpuwatch.policy.pressure import node_pressure
-from gpuwatch.policy.retry import clamp
+from gpuwatch.policy.verdict import clamp
 from gpuwatch.policy.wording import effect
 
 
@@ -53,7 +55,7 @@ def aggregate(  # noqa: PLR0913 - the snapshot's stamps travel with the decision
         decided_at=decided_at,
         sample_age_s=sample_age_s,
         fail_open=config.fail_open,
-        retry_after_by_class=_retry_afters(state, in_service, config),
+        retry_after_by_class=_retry_afters(state, gpus, config),
         retry_bounds=RetryAfterBounds(
             config.retry_after_min_s, config.retry_after_max_s, config.retry_after_jitter_ratio
         ),
@@ -105,22 +107,24 @@ def _sentence(
     return text
 
 
-def _retry_afters(state: ThermalState, in_service: list[GpuDecision], config: PolicyConfig) -> RetryAfters:
-    """For each class the node refuses: the wait until fewer than k GPUs refuse it (the k-th longest)."""
-    admits = admitted_classes(state, fail_open=config.fail_open)
+def _retry_afters(state: ThermalState, gpus: tuple[GpuDecision, ...], config: PolicyConfig) -> RetryAfters:
+    """For each class no GPU has a slot for: the soonest wait of an in-service GPU (the maximum if none)."""
+    in_service = [g for g in gpus if g.state is not ThermalState.FAILED]
+    admits = (
+        frozenset(cls for g in gpus for cls in g.admits)
+        if gpus
+        else admitted_classes(state, fail_open=config.fail_open)
+    )
     result = []
     for cls in PriorityClass:
         if cls in admits:
             continue
-        waits = sorted((_wait(g, cls, config) for g in in_service), reverse=True)
-        seconds = waits[min(config.node_k, len(waits)) - 1] if waits else None
-        result.append((cls, clamp(seconds, config)))
+        waits = [_wait(g, cls, config) for g in in_service]
+        result.append((cls, clamp(min(waits) if waits else None, config)))
     return tuple(result)
 
 
 def _wait(gpu: GpuDecision, cls: PriorityClass, config: PolicyConfig) -> float:
-    """Seconds until `gpu` admits `cls`: 0 if it does, its estimate, else the maximum."""
-    if cls in gpu.admits:
-        return 0.0
+    """Seconds until `gpu` has a slot for `cls`: its estimate, else the maximum."""
     seconds = gpu.retry_after_for(cls)
     return config.retry_after_max_s if seconds is None else seconds

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-# OK
+# OK: every class has a slot
 WITHIN_LIMITS = "within_limits"
-# ELEVATED
-MARGIN_BELOW_ELEVATED = "margin_below_elevated"
-PREDICTED_MARGIN_BELOW_ELEVATED = "predicted_margin_below_elevated"
-# HOT
-MARGIN_BELOW_HOT = "margin_below_hot"
-TIME_TO_SLOWDOWN_SHORT = "time_to_slowdown_short"
+# ELEVATED: no `sheddable` slot
+NO_SHEDDABLE_SLOT = "no_sheddable_slot"
+# HOT: no `default` slot
+NO_DEFAULT_SLOT = "no_default_slot"
 SW_THERMAL_SLOWDOWN = "sw_thermal_slowdown"
 # CRITICAL
 MARGIN_EXHAUSTED = "margin_exhausted"
 HW_THERMAL_SLOWDOWN = "hw_thermal_slowdown"
 MEMORY_MARGIN_EXHAUSTED = "memory_margin_exhausted"
-# Held in a state after its enter conditions passed: the leave condition is not met yet
-# (hysteresis), or it is and the dwell has not run out.
-HYSTERESIS = "hysteresis"
-DWELL = "dwell"
+# The shown state is held above the state the slots say, until the lower one has held long enough.
+STATE_HOLD = "state_hold"
 # FAILED
 GPU_LOST = "gpu_lost"
 RESET_REQUIRED = "reset_required"
@@ -42,17 +38,14 @@ DRAINED = "drained"
 ALL_REASONS = frozenset(
     {
         WITHIN_LIMITS,
-        MARGIN_BELOW_ELEVATED,
-        PREDICTED_MARGIN_BELOW_ELEVATED,
-        MARGIN_BELOW_HOT,
-        TIME_TO_SLOWDOWN_SHORT,
+        NO_SHEDDABLE_SLOT,
+        NO_DEFAULT_SLOT,
         SW_THERMAL_SLOWDOWN,
         MARGIN_EXHAUSTED,
         MODEL_INPUT_REJECTED,
         HW_THERMAL_SLOWDOWN,
         MEMORY_MARGIN_EXHAUSTED,
-        HYSTERESIS,
-        DWELL,
+        STATE_HOLD,
         GPU_LOST,
         RESET_REQUIRED,
         RECOVERY_ACTION,

@@ -1,157 +1,98 @@
-"""Per-GPU thermal state machine: escalate at once, de-escalate one level at a time after a dwell.
+"""The states stage: a GPU's state from its slots (DESIGN §2), and the shown state with its hold.
 
-The ladder is OK < ELEVATED < HOT < CRITICAL. Each fresh reading is an `Observation`. The
-highest level whose enter condition holds is taken at once, however many levels up. Going down,
-a level is left only when its leave condition (DESIGN §2, plus: none of its own enter conditions
-holds) has held without a break for its dwell, counted from the later of entering the level and
-the condition becoming true; then the GPU steps down one level, and the next level's dwell
-starts afresh. The SW power cap is not an input: drawing the limit is normal at full load.
-FAILED and UNKNOWN are not on the ladder; the caller lays them over it (see gpu.py).
+The state says which classes the GPU's heat leaves room for, read off its capacity (its slots
+with nothing reserved: a GPU whose slots are all taken by admitted jobs is busy, not hot):
+
+    CRITICAL   margin <= 0, HW thermal slowdown, or memory margin <= 0
+    HOT        no `default` slot (SW thermal slowdown leaves none either)
+    ELEVATED   no `sheddable` slot
+    OK         every class has one
+
+FAILED and UNKNOWN come from the readings stage. Admission never waits on any of this: it reads
+the slots. What logs, alerts, sd_notify, the agent and `check` show is the *shown* state, which
+escalates at once and steps down only after a lower state has held for `state_hold_s`: then to
+the highest state seen during that hold.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from gpuwatch.policy import reasons
-from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ThermalState
-
-LADDER = (ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL)
-
-
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """What the state machine judges one fresh reading by; margins °C, times s."""
-
-    margin_c: float
-    memory_margin_c: float | None = None
-    predicted_margin_c: float | None = None  # after the horizon with one more job; None: unknown
-    time_to_slowdown_s: float | None = None  # None: not heading there, or unknown
-    sw_thermal: bool = False  # SW thermal slowdown active
-    hw_thermal: bool = False  # HW thermal slowdown active
+from gpuwatch.policy.slots import Headroom
 
 
 @dataclass(frozen=True, slots=True)
-class Ladder:
-    """Where a GPU stands on the ladder, since when, and since when it has met the leave condition."""
+class Shown:
+    """The state shown, since when, and the highest lower state seen since it began to hold."""
 
-    level: ThermalState = ThermalState.OK
-    since: float = 0.0  # monotonic s
-    leave_held_since: float | None = None  # None: the leave condition does not hold now
-
-
-def enter_reasons(level: ThermalState, obs: Observation, config: PolicyConfig) -> tuple[str, ...]:
-    """Reason codes of `level`'s enter conditions that hold (empty: it is not entered)."""
-    c = config
-    if level is ThermalState.CRITICAL:
-        return _held(
-            (obs.margin_c <= c.critical_enter_margin_c, reasons.MARGIN_EXHAUSTED),
-            (obs.hw_thermal, reasons.HW_THERMAL_SLOWDOWN),
-            (
-                _at_most(obs.memory_margin_c, c.critical_enter_memory_margin_c),
-                reasons.MEMORY_MARGIN_EXHAUSTED,
-            ),
-        )
-    if level is ThermalState.HOT:
-        return _held(
-            (obs.margin_c < c.hot_enter_margin_c, reasons.MARGIN_BELOW_HOT),
-            (_below(obs.time_to_slowdown_s, c.hot_enter_time_to_slowdown_s), reasons.TIME_TO_SLOWDOWN_SHORT),
-            (obs.sw_thermal, reasons.SW_THERMAL_SLOWDOWN),
-        )
-    if level is ThermalState.ELEVATED:
-        return _held(
-            (obs.margin_c < c.elevated_enter_margin_c, reasons.MARGIN_BELOW_ELEVATED),
-            (
-                _below(obs.predicted_margin_c, c.elevated_enter_predicted_margin_c),
-                reasons.PREDICTED_MARGIN_BELOW_ELEVATED,
-            ),
-        )
-    return ()
+    state: ThermalState | None = None  # None: nothing shown yet
+    since: float = 0.0
+    lower: ThermalState | None = None
+    lower_since: float = 0.0
 
 
-def leave_blockers(level: ThermalState, obs: Observation, config: PolicyConfig) -> tuple[str, ...]:
-    """The parts of `level`'s leave thresholds not met yet, in words (empty: all met)."""
-    c = config
-    wanted: tuple[tuple[bool, str], ...] = ()
-    if level is ThermalState.ELEVATED:
-        wanted = (
-            (obs.margin_c >= c.elevated_leave_margin_c, f"margin back to {c.elevated_leave_margin_c:g} °C"),
-            (
-                _at_least(obs.predicted_margin_c, c.elevated_leave_predicted_margin_c),
-                f"predicted margin back to {c.elevated_leave_predicted_margin_c:g} °C",
-            ),
-        )
-    elif level is ThermalState.HOT:
-        wanted = ((obs.margin_c >= c.hot_leave_margin_c, f"margin back to {c.hot_leave_margin_c:g} °C"),)
-    elif level is ThermalState.CRITICAL:
-        wanted = (
-            (obs.margin_c >= c.critical_leave_margin_c, f"margin back to {c.critical_leave_margin_c:g} °C"),
-            (not obs.sw_thermal, "thermal slowdown over"),
-        )
-    return tuple(words for met, words in wanted if not met)
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The states stage's output for one GPU."""
+
+    headroom: Headroom
+    state: ThermalState  # what the slots (or the readings) say now
+    reasons: tuple[str, ...]  # codes for `state`
+    shown: Shown
+
+    @property
+    def held(self) -> bool:
+        """Whether the shown state is above the state now (its hold has not run out)."""
+        return self.shown.state is not None and self.shown.state.severity > self.state.severity
 
 
-def leave_holds(level: ThermalState, obs: Observation, config: PolicyConfig) -> bool:
-    """Whether `level` may be left now: its leave thresholds met and none of its enter conditions."""
-    if level is ThermalState.OK:
-        return False
-    return not leave_blockers(level, obs, config) and not enter_reasons(level, obs, config)
+_OVERLAYS = (ThermalState.UNKNOWN, ThermalState.FAILED)
 
 
-def target_level(obs: Observation, config: PolicyConfig) -> ThermalState:
-    """The highest level whose enter condition holds (OK if none)."""
-    return next((level for level in reversed(LADDER) if enter_reasons(level, obs, config)), ThermalState.OK)
+def standing(headroom: Headroom, shown: Shown) -> Standing:
+    """The state now, its reason codes, and the shown state after this decision."""
+    readings = headroom.outlook.learned.readings
+    moment = readings.moment
+    if readings.failures:
+        state, codes = ThermalState.FAILED, readings.failures
+    elif readings.unknown is not None:
+        state, codes = ThermalState.UNKNOWN, (readings.unknown,)
+    else:
+        state, codes = thermal_state(headroom)
+    return Standing(headroom, state, codes, step(shown, state, moment.now, moment.config.state_hold_s))
 
 
-def step(ladder: Ladder, obs: Observation, now: float, config: PolicyConfig) -> Ladder:
-    """The ladder after one fresh reading at monotonic time `now`."""
-    target = target_level(obs, config)
-    if target.severity > ladder.level.severity:
-        return Ladder(target, now, None)
-    if not leave_holds(ladder.level, obs, config):
-        return suspend(ladder)
-    held_since = now if ladder.leave_held_since is None else ladder.leave_held_since
-    if now - held_since < dwell_s(ladder.level, config):
-        return Ladder(ladder.level, ladder.since, held_since)
-    lower = LADDER[LADDER.index(ladder.level) - 1]
-    return Ladder(lower, now, now if leave_holds(lower, obs, config) else None)
+def thermal_state(headroom: Headroom) -> tuple[ThermalState, tuple[str, ...]]:
+    """The state a judged GPU's slots put it in, and why."""
+    blocked = headroom.blocked
+    if blocked in (reasons.MARGIN_EXHAUSTED, reasons.HW_THERMAL_SLOWDOWN, reasons.MEMORY_MARGIN_EXHAUSTED):
+        return ThermalState.CRITICAL, (blocked,)
+    if blocked is not None:
+        return ThermalState.HOT, (blocked,)
+    capacity = headroom.capacity
+    if capacity.default == 0:
+        return ThermalState.HOT, (reasons.NO_DEFAULT_SLOT,)
+    if capacity.sheddable == 0:
+        return ThermalState.ELEVATED, (reasons.NO_SHEDDABLE_SLOT,)
+    return ThermalState.OK, (reasons.WITHIN_LIMITS,)
 
 
-def suspend(ladder: Ladder) -> Ladder:
-    """The ladder through a spell without fresh readings: no dwell runs on evidence nobody saw."""
-    return replace(ladder, leave_held_since=None) if ladder.leave_held_since is not None else ladder
+def step(shown: Shown, state: ThermalState, now: float, hold_s: float) -> Shown:
+    """The shown state after `state` at `now`: up at once; down after `hold_s` below, to the highest seen.
 
-
-def dwell_s(level: ThermalState, config: PolicyConfig) -> float:
-    """How long `level`'s leave condition must hold before stepping down, s."""
-    return {
-        ThermalState.ELEVATED: config.elevated_dwell_s,
-        ThermalState.HOT: config.hot_dwell_s,
-        ThermalState.CRITICAL: config.critical_dwell_s,
-    }.get(level, 0.0)
-
-
-def leave_margin_c(level: ThermalState, config: PolicyConfig) -> float:
-    """The margin `level`'s leave condition asks for, °C."""
-    return {
-        ThermalState.ELEVATED: config.elevated_leave_margin_c,
-        ThermalState.HOT: config.hot_leave_margin_c,
-        ThermalState.CRITICAL: config.critical_leave_margin_c,
-    }.get(level, config.elevated_leave_margin_c)
-
-
-def _held(*checks: tuple[bool, str]) -> tuple[str, ...]:
-    return tuple(code for holds, code in checks if holds)
-
-
-def _below(value: float | None, threshold: float) -> bool:
-    return value is not None and value < threshold
-
-
-def _at_most(value: float | None, threshold: float) -> bool:
-    return value is not None and value <= threshold
-
-
-def _at_least(value: float | None, threshold: float) -> bool:
-    return value is not None and value >= threshold
+    FAILED and UNKNOWN are shown at once and, when they end, give way at once to the state the
+    readings say: the hold keeps thermal states from flapping, not the lack of a reading.
+    """
+    current = shown.state
+    if current is None or state.severity >= current.severity or current in _OVERLAYS:
+        return Shown(state, shown.since if state is current else now)
+    lower, lower_since = state, now
+    if shown.lower is not None:
+        lower_since = shown.lower_since
+        if shown.lower.severity > state.severity:
+            lower = shown.lower
+    if now - lower_since >= hold_s:
+        return Shown(lower, now)
+    return Shown(current, shown.since, lower, lower_since)

@@ -44,7 +44,6 @@ from gpuwatch.policy.linear import (
     add_outer,
     dot,
     scale,
-    scale_matrix,
     solve,
     with_diagonal,
     zero_matrix,
@@ -53,10 +52,8 @@ from gpuwatch.policy.linear import (
 
 KW = 1000.0  # powers enter the regression in kW, so its columns have like scales
 # The die's own lag behind power, s: a real A100's reading follows a 250 ms burst within the
-# sample (../shared/data traces, fitted at 0.2-0.3 s); half a second keeps the lag inside one
-# 1 s interval on any board (bench/predict.py scores 0.5 s and 2 s alike: 81.5 % and 81.4 %
-# within ±25 % on first-order plants, 100 % on two-node ones).
-DIE_LAG_S = 0.5
+# sample (../shared/data traces, fitted at 0.2-0.3 s by bench/step_response.py).
+DIE_LAG_S = 0.25
 # Each reading adds one regression row per lag (in readings) that fits since the last restart:
 # the short one follows changes and drives change detection, the long ones see the slow node's
 # curvature through whole-degree rounding.
@@ -78,6 +75,9 @@ MAX_GAP_STEPS = 5.0  # rows spanning a longer gap between two readings are not l
 DRIFT_ALLOWANCE_C = 0.5
 DRIFT_ALARM_C = 3.0
 DRIFT_STEP_W = 5.0  # rows whose die power moved more than this are left out of change detection
+DRIFT_ERROR_CAP_C = 1.5  # one row adds at most this to the change detector, °C
+# Rows the fit misses by more than this (°C, three of ROW_NOISE_C) weigh less and less.
+ROBUST_ROWS_C = 1.5
 # A fit outside these is not physical (tau s, R °C/W): it is not used.
 TAU_RANGE_S = (1.0, 3600.0)
 RESISTANCE_RANGE_C_PER_W = (1e-3, 2.0)
@@ -85,6 +85,8 @@ RESISTANCE_RANGE_C_PER_W = (1e-3, 2.0)
 # readings ago, reproduces them this closely (RMS, °C) from the recorded powers alone.
 MIN_ROWS = 5
 FIT_TOLERANCE_C = 1.0
+# A reading whose lagged power is this close to its power is past any step's timing, W.
+SETTLED_STEP_W = 5.0
 # The farthest a time to slowdown is looked for, in slow time constants.
 LOOKAHEAD_TAUS = 10.0
 
@@ -166,6 +168,15 @@ class RcParameters:
             before, h = h, h * 1.25
         return None
 
+    def step_response_c_per_w(self, seconds: float) -> float:
+        """Margin lost per W drawn on top of today's power from now on, after `seconds`, °C/W.
+
+        The die's share within its lag, the rest with the slow node's tau.
+        """
+        die = self.die_resistance_c_per_w
+        slow = self.resistance_c_per_w - die
+        return die * -math.expm1(-seconds / DIE_LAG_S) + slow * -math.expm1(-seconds / self.tau_s)
+
     def sustainable_power_w(self, margin_c: float) -> float:
         """Highest steady power whose steady margin stays at or above `margin_c`, W (may be < 0)."""
         return (self.zero_power_margin_c - margin_c) / self.resistance_c_per_w
@@ -185,9 +196,13 @@ class Node:
 
 
 def _next_node(last: Node, point: Point, power_w: float, step_s: float) -> Node:
+    """The node for `point`; a change of power is taken to have come halfway between the readings.
+
+    Jobs start and end at any moment between two readings; halfway is the expected moment, and
+    the die, answering within DIE_LAG_S, has then done most of its part by the reading.
+    """
     dt = point.at - last.at
-    mean_w = (last.power_w + power_w) / 2
-    lagged_w = mean_w + (last.lagged_power_w - mean_w) * math.exp(-dt / DIE_LAG_S)
+    lagged_w = power_w + (last.lagged_power_w - power_w) * math.exp(-dt / 2 / DIE_LAG_S)
     return Node(
         at=point.at,
         margin_c=point.margin_c,
@@ -271,24 +286,25 @@ class RcFit:
             and nodes[-(lag + 1)].at >= self.restarted_at
             and (row := _row(nodes[-(lag + 1)], nodes[-1])) is not None
         ]
-        forget = math.exp(-(point.at - last.at) / self.memory_s)
-        information = scale_matrix(self.information, forget)
-        moment = scale(self.moment, forget)
         if not rows:
-            return replace(self, information=information, moment=moment, nodes=nodes)
+            return replace(self, nodes=nodes)
+        information, moment = self.information, self.moment
         phi, y = rows[0]
         up, down, onset = self.drift_up_c, self.drift_down_c, self.drift_onset
         # A row across a power step is judged mostly by when, between two readings, the step
         # came (the die answers within one): its error says little about a changed GPU.
         if abs(phi[0]) * KW <= DRIFT_STEP_W:
-            error = y - dot(phi, self.theta)
+            # One wild row (a glitch, a step read at its very instant) is not a changed GPU.
+            error = max(-DRIFT_ERROR_CAP_C, min(DRIFT_ERROR_CAP_C, y - dot(phi, self.theta)))
             up = max(0.0, up + error - DRIFT_ALLOWANCE_C)
             down = max(0.0, down - error - DRIFT_ALLOWANCE_C)
             onset = None if up == down == 0 else (onset or last.at)
             if onset is not None and self.rows >= MIN_ROWS and max(up, down) > DRIFT_ALARM_C:
                 return replace(self, nodes=nodes).restarted(onset)
-        weight = ROW_NOISE_C**-2
+        forgotten = -math.expm1(-(point.at - last.at) / self.memory_s) / len(rows)
         for phi, y in rows:
+            weight = _row_weight(y - dot(phi, self.theta))
+            information, moment = _forgotten_along(information, moment, phi, forgotten)
             information = add_outer(information, phi, weight)
             moment = add(moment, scale(phi, weight * y))
         theta = solve(
@@ -314,9 +330,13 @@ class RcFit:
     def restarted(self, onset: float) -> RcFit:
         """The fit re-learned from the readings since `onset` only; the die's share kept."""
         before = tuple(n for n in self.nodes if n.at <= onset) or self.nodes[:1]
+        # What the fit knew of the board stands until the readings since say otherwise: a change
+        # (a fan failed, the air warmed) moves the settling level at once and tau and R over
+        # minutes, and a false alarm then costs nothing.
         die = self.theta[0] if self.theta[0] > 0 else self.prior[0]
-        start_alpha = self.prior[1]
-        start_beta = self.prior[2]
+        known = self.parameters is not None
+        start_alpha = self.theta[1] if known else self.prior[1]
+        start_beta = self.theta[2] if known else self.prior[2]
         prior = _settled_prior(die, start_alpha, start_beta, before[-1])
         fit = replace(
             self,
@@ -364,6 +384,42 @@ class RcFit:
         return self.rows >= MIN_ROWS and error is not None and error <= FIT_TOLERANCE_C
 
 
+def _row_weight(error_c: float) -> float:
+    """A row's weight: 1/noise², less for a row its fit misses by more than ROBUST_ROWS_C (Huber).
+
+    A power step read at the very instant it came (the reading has the power, the die has not
+    answered yet) or a glitch makes a row miss by ten degrees; at full weight one such row
+    would pull the fit away for minutes.
+    """
+    weight = ROW_NOISE_C**-2
+    if abs(error_c) <= ROBUST_ROWS_C:
+        return weight
+    return weight * ROBUST_ROWS_C / abs(error_c)
+
+
+def _forgotten_along(information: Matrix, moment: Vector, phi: Vector, share: float) -> tuple[Matrix, Vector]:
+    """`share` of what the fit knows in the direction of `phi` forgotten; nothing of the rest.
+
+    Directional forgetting (Kulhavy; Bittanti et al.): new readings replace old knowledge only
+    where they bring new knowledge. A GPU held near one operating point by admission control
+    excites little but its die, and forgetting everything evenly would let the steady-state
+    resistance, unexcited for minutes, drift to whatever fits the noise; here what the heat-up
+    taught about it stays until readings say otherwise. The estimate itself is unchanged by
+    the forgetting: the moment is forgotten along the same direction.
+    """
+    along = tuple(dot(row, phi) for row in information)
+    size = dot(phi, along)
+    if size <= 1e-12:
+        return information, moment
+    factor = share / size
+    forgotten = tuple(
+        tuple(x - factor * a * b for x, b in zip(row, along, strict=True))
+        for row, a in zip(information, along, strict=True)
+    )
+    projected = dot(phi, moment)
+    return forgotten, tuple(m - factor * a * projected for m, a in zip(moment, along, strict=True))
+
+
 def _slow_runner(params: RcParameters, nodes: Sequence[Node]) -> list[tuple[float, float]]:
     """(forced, decay) of the slow state at each node from an unknown start: y_i = forced_i + decay_i*y_0."""
     die = params.die_resistance_c_per_w
@@ -380,17 +436,25 @@ def _slow_runner(params: RcParameters, nodes: Sequence[Node]) -> list[tuple[floa
 
 
 def free_run_error_c(params: RcParameters | None, nodes: Sequence[Node]) -> float | None:
-    """RMS error, °C, of the model run from the first node's margin on the recorded powers alone."""
+    """RMS error, °C, of the model run from the first node's margin on the recorded powers alone.
+
+    A reading taken while the die still answers a power step (its lagged power not yet at the
+    power) is left out: when, within the interval, the step came is unknown, and the die's few
+    degrees either side of it say nothing about whether the model is right.
+    """
     if params is None or len(nodes) < 2:
         return None
     die = params.die_resistance_c_per_w
     runs = _slow_runner(params, nodes)
     start = nodes[0].margin_c + die * nodes[0].lagged_power_w
-    squares = sum(
-        (f + d * start - die * n.lagged_power_w - n.margin_c) ** 2
+    errors = [
+        f + d * start - die * n.lagged_power_w - n.margin_c
         for (f, d), n in zip(runs[1:], nodes[1:], strict=True)
-    )
-    return math.sqrt(squares / (len(nodes) - 1))
+        if abs(n.lagged_power_w - n.power_w) <= SETTLED_STEP_W
+    ]
+    if not errors:
+        return None
+    return math.sqrt(sum(e * e for e in errors) / len(errors))
 
 
 def _row(first: Node, last: Node) -> tuple[Vector, float] | None:

@@ -1,77 +1,134 @@
-"""A GPU's decision from its track: FAILED, UNKNOWN or its ladder level, with reasons and Retry-After."""
+"""The decision stage: one GPU's standing turned into the GpuDecision every exposure reads."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from gpuwatch.model import GpuHealth, GpuSample, reason_words
-from gpuwatch.policy import reasons, retry, wording
+from gpuwatch.model import GpuSample, reason_words
+from gpuwatch.policy import reasons, screen, wording
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
+    NO_SLOTS,
     GpuDecision,
     PriorityClass,
+    RetryAfters,
+    Slots,
     ThermalState,
     admitted_classes,
     retry_after_in,
 )
-from gpuwatch.policy.forecast import prior_parameters
-from gpuwatch.policy.pressure import gpu_pressure, state_floor
-from gpuwatch.policy.track import GpuTrack, Moment
+from gpuwatch.policy.pressure import headroom_pressure
+from gpuwatch.policy.readings import Moment, Readings
+from gpuwatch.policy.states import Standing
 
 
-def failed(sample: GpuSample, failures: tuple[str, ...], moment: Moment) -> GpuDecision:
-    """Out of service for `failures`: admits nothing, full pressure, Retry-After the maximum."""
-    config = moment.config
-    clause = wording.failed_clause(failures, sample.error, sample.last_xid)
+def decide(standing: Standing) -> GpuDecision:
+    """The GPU's decision: its shown state, why, its slots, pressure, predictions and Retry-After."""
+    headroom = standing.headroom
+    outlook = headroom.outlook
+    learned = outlook.learned
+    readings = learned.readings
+    config = readings.moment.config
+    shown = standing.shown.state or standing.state
+    codes, clause = _explained(standing)
+    problem = learned.problem or (screen.NOT_A_NUMBER if readings.not_finite else None)
+    if problem is not None:
+        codes = (*codes, reasons.MODEL_INPUT_REJECTED)
+        clause = f"{clause} (a reading the forecast cannot use was dropped: {problem.replace('_', ' ')})"
+    if headroom.reserved:
+        plural = "s" if headroom.reserved > 1 else ""
+        clause = f"{clause}; {headroom.reserved} admitted job{plural} not showing yet"
+    forecast = outlook.forecast
+    judged = readings.judged
+    pressure = headroom_pressure(headroom.headroom_c, config) if judged else 1.0
+    if standing.state is ThermalState.CRITICAL:
+        pressure = 1.0
+    retry_afters = _retry_afters(headroom.slots, headroom.waits_s, config)
     return dataclasses.replace(
-        _base(sample, ThermalState.FAILED, config),
-        reasons=failures,
-        sentence=wording.gpu_sentence(
-            sample.identity.index, ThermalState.FAILED, clause, fail_open=config.fail_open
-        ),
-        retry_after_by_class=retry.flat_retry_afters(ThermalState.FAILED, None, config),
-        retry_after_s=config.retry_after_max_s,
+        _base(readings.sample, shown, config),
+        pressure=pressure,
+        admits=headroom.slots.classes,
+        reasons=codes,
+        sentence=_sentence(readings.identity.index, shown, clause, headroom.slots, config),
+        predicted_margin_c=forecast.predicted_margin_c if judged else None,
+        time_to_slowdown_s=forecast.time_to_slowdown_s if judged else None,
+        sustainable_power_w=forecast.sustainable_power_w if judged else None,
+        retry_after_by_class=retry_afters,
+        retry_after_s=retry_after_in(retry_afters, PriorityClass.DEFAULT),
+        state_since=standing.shown.since,
+        prediction_basis=str(forecast.basis) if judged else "none",
+        rejected_readings=learned.model.rejected,
+        slots=headroom.slots,
+        slot_waits=tuple((cls, clamp(wait, config)) for cls, wait in headroom.waits_s),
+        reserved=headroom.reserved,
+        reservations_counted=learned.reserved.counted,
+        job_power_w=learned.job_power_w,
     )
 
 
-def unknown(track: GpuTrack, sample: GpuSample, moment: Moment) -> GpuDecision:
-    """No fresh reading with a margin: UNKNOWN, keeping the last pressure it had."""
-    reading = sample.reading
-    code = reasons.NO_READING if reading is None else reasons.STALE_SAMPLE
-    if reading is not None and reading.margin_c is None:
-        code = reasons.NO_MARGIN
-    if reading is not None and sample.health is GpuHealth.UNAVAILABLE:
-        code = reasons.SOURCE_UNAVAILABLE
-    # A fresh reading is due within an interval; then the ladder decides, as it stood.
-    expected_s = moment.interval_s
-    if track.ladder is not None:
-        cooling = cooling_time(track, moment.config)
-        expected_s += (
-            retry.seconds_until(track.ladder, ThermalState.ELEVATED, moment.now, moment.config, cooling)
-            or 0.0
-        )
-    base = dataclasses.replace(
-        _base(sample, ThermalState.UNKNOWN, moment.config), pressure=track.pressure or 0.0
-    )
-    age_s = None if reading is None else moment.now - reading.monotonic
-    return as_unknown(base, code, age_s, expected_s, moment)
+def _sentence(index: int, state: ThermalState, clause: str, slots: Slots, config: PolicyConfig) -> str:
+    """GPU, shown state, why, and what admission does now (the slots, not the shown state)."""
+    if state in (ThermalState.FAILED, ThermalState.UNKNOWN):
+        return wording.gpu_sentence(index, state, clause, fail_open=config.fail_open)
+    return f"GPU {index} is {state}: {clause}; {wording.admitting(slots.classes)}."
+
+
+def _explained(standing: Standing) -> tuple[tuple[str, ...], str]:
+    """Reason codes and the clause for the shown state."""
+    readings = standing.headroom.outlook.learned.readings
+    moment = readings.moment
+    codes = standing.reasons
+    if standing.state is ThermalState.FAILED:
+        sample = readings.sample
+        clause = wording.failed_clause(codes, sample.error, sample.last_xid)
+    elif standing.state is ThermalState.UNKNOWN:
+        clause = wording.unknown_clause(codes[0], _age_s(readings), moment.stale_after_s)
+    else:
+        clause = "; ".join(wording.thermal_clause(code, standing.headroom, moment.config) for code in codes)
+    if readings.moment.config.fail_open and standing.state is ThermalState.UNKNOWN:
+        codes = (*codes, reasons.FAIL_OPEN)
+    if standing.held and standing.shown.state is not None:
+        remaining_s = max(0.0, moment.config.state_hold_s - (moment.now - standing.shown.lower_since))
+        clause = f"{wording.hold_clause(standing.shown.state, remaining_s)} (now {standing.state}: {clause})"
+        codes = (reasons.STATE_HOLD, *codes)
+    return codes, clause
+
+
+def _age_s(readings: Readings) -> float | None:
+    reading = readings.reading
+    return None if reading is None else readings.moment.now - reading.monotonic
+
+
+def _retry_afters(
+    slots: Slots, waits: tuple[tuple[PriorityClass, float | None], ...], config: PolicyConfig
+) -> RetryAfters:
+    """(class, clamped seconds) for every class without a slot."""
+    return tuple((cls, clamp(wait, config)) for cls, wait in waits if slots.of(cls) == 0)
+
+
+def clamp(seconds: float | None, config: PolicyConfig) -> float:
+    """Seconds clamped to the configured Retry-After range; None (never, unknown) is the maximum."""
+    if seconds is None:
+        return config.retry_after_max_s
+    return min(config.retry_after_max_s, max(config.retry_after_min_s, seconds))
 
 
 def as_unknown(
     decision: GpuDecision, code: str, age_s: float | None, expected_s: float, moment: Moment
 ) -> GpuDecision:
-    """`decision` turned UNKNOWN for `code`: the reading's figures stay, predictions from it go.
+    """`decision` turned UNKNOWN for `code` (its reading went stale): no slots, predictions gone.
 
-    A verdict is expected again in `expected_s`.
+    The reading's figures stay; a verdict is expected again in `expected_s`.
     """
     config = moment.config
     clause = wording.unknown_clause(code, age_s, moment.stale_after_s)
-    retry_afters = retry.flat_retry_afters(ThermalState.UNKNOWN, expected_s, config)
+    slots = Slots(config.max_slots, config.max_slots, config.max_slots) if config.fail_open else NO_SLOTS
+    retry_afters = tuple((cls, clamp(expected_s, config)) for cls in PriorityClass if slots.of(cls) == 0)
     return dataclasses.replace(
         decision,
         state=ThermalState.UNKNOWN,
-        admits=admitted_classes(ThermalState.UNKNOWN, fail_open=config.fail_open),
-        pressure=max(decision.pressure, state_floor(ThermalState.UNKNOWN, config)),
+        admits=slots.classes,
+        pressure=1.0,
         reasons=(code, reasons.FAIL_OPEN) if config.fail_open else (code,),
         sentence=wording.gpu_sentence(
             decision.index, ThermalState.UNKNOWN, clause, fail_open=config.fail_open
@@ -82,49 +139,8 @@ def as_unknown(
         time_to_slowdown_s=None,
         sustainable_power_w=None,
         prediction_basis="none",
-    )
-
-
-def thermal(track: GpuTrack, sample: GpuSample, moment: Moment) -> GpuDecision:
-    """The GPU at its ladder level, judged on the reading just learned from."""
-    ladder, obs, prediction = track.ladder, track.observation, track.prediction
-    if ladder is None or obs is None or prediction is None:
-        raise ValueError("a thermal verdict needs a track that has learned from a fresh reading")
-    config = moment.config
-    codes, clause = wording.explain_ladder(ladder, obs, moment.now, config)
-    if track.rejected_now is not None:
-        codes = (*codes, reasons.MODEL_INPUT_REJECTED)
-        dropped = track.rejected_now.replace("_", " ")
-        clause = f"{clause} (a reading the forecast cannot use was dropped: {dropped})"
-    pressure = gpu_pressure(obs.margin_c, obs.memory_margin_c, obs.predicted_margin_c, config)
-    retry_afters = retry.ladder_retry_afters(ladder, moment.now, config, cooling_time(track, config))
-    return dataclasses.replace(
-        _base(sample, ladder.level, config),
-        pressure=max(pressure, state_floor(ladder.level, config)),
-        reasons=codes,
-        sentence=wording.gpu_sentence(
-            sample.identity.index, ladder.level, clause, fail_open=config.fail_open
-        ),
-        predicted_margin_c=prediction.predicted_margin_c,
-        time_to_slowdown_s=prediction.time_to_slowdown_s,
-        sustainable_power_w=prediction.sustainable_power_w,
-        retry_after_by_class=retry_afters,
-        retry_after_s=retry_after_in(retry_afters, PriorityClass.DEFAULT),
-        prediction_basis=str(prediction.basis),
-        rejected_readings=track.model.rejected,
-    )
-
-
-def cooling_time(track: GpuTrack, config: PolicyConfig) -> retry.CoolingTime:
-    """Seconds to cool to a margin while new work is held back: at one job's power (ΔP_job) below today's."""
-    obs, load = track.observation, track.load
-    if obs is None or load is None or load.power_w is None:
-        return lambda _target_c: None
-    params = prior_parameters(track.model.fit, obs.margin_c, load, config)
-    reduced_w = max(0.0, load.power_w - (load.job_power_w or 0.0))
-    margin_c = obs.margin_c
-    return lambda target_c: (
-        0.0 if margin_c >= target_c else params.time_to_margin_s(margin_c, target_c, reduced_w)
+        slots=slots,
+        reserved=0,
     )
 
 

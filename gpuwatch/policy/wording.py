@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.decision import ThermalState
-from gpuwatch.policy.states import LADDER, Ladder, Observation, dwell_s, enter_reasons, leave_blockers
+from gpuwatch.policy.decision import PriorityClass, ThermalState
+from gpuwatch.policy.slots import Headroom, lowest_margin_c
 
 EFFECTS = {
     ThermalState.OK: "admitting every class",
@@ -20,50 +22,42 @@ def effect(state: ThermalState, *, fail_open: bool) -> str:
     """What `state` does to new work, in words."""
     if state is ThermalState.UNKNOWN:
         return (
-            "failing open: admitting every class"
-            if fail_open
-            else "treated as hot: admitting only critical work"
+            "failing open: admitting every class" if fail_open else "admitting nothing until it is read again"
         )
     return EFFECTS[state]
 
 
-def explain_ladder(
-    ladder: Ladder, obs: Observation, now: float, config: PolicyConfig
-) -> tuple[tuple[str, ...], str]:
-    """Reason codes for a GPU's ladder level, and the clause that says them ("margin 6 °C is below 8 °C")."""
-    level = ladder.level
-    if level is ThermalState.OK:
-        return (reasons.WITHIN_LIMITS,), f"margin {obs.margin_c:g} °C is within limits"
-    codes = enter_reasons(level, obs, config)
-    if codes:
-        return codes, "; ".join(phrase(code, obs, config) for code in codes)
-    # Held by hysteresis or dwell; lower levels' active enter reasons say what is still warm.
-    lower = tuple(
-        code for below in LADDER[: LADDER.index(level)] for code in enter_reasons(below, obs, config)
-    )
-    if ladder.leave_held_since is None:
-        wanted = " and ".join(leave_blockers(level, obs, config)) or "its leave conditions"
-        return (reasons.HYSTERESIS, *lower), f"stays {level} until {wanted} (margin now {obs.margin_c:g} °C)"
-    remaining_s = max(0.0, dwell_s(level, config) - (now - ladder.leave_held_since))
-    return (reasons.DWELL, *lower), f"cooling down, stays {level} {remaining_s:.0f} s more"
-
-
-def phrase(code: str, obs: Observation, config: PolicyConfig) -> str:
-    """One thermal enter reason in words, with its figures."""
-    c, margin, predicted = config, obs.margin_c, _figure(obs.predicted_margin_c)
+def thermal_clause(code: str, headroom: Headroom, config: PolicyConfig) -> str:
+    """One thermal reason in words, with its figures ("one more job would take the margin to 2.1 °C ...")."""
+    readings = headroom.outlook.learned.readings
+    margin = readings.margin_c
+    memory = readings.reading.memory_margin_c if readings.reading is not None else None
+    if code == reasons.WITHIN_LIMITS:
+        capacity = headroom.capacity
+        room = "/".join(str(capacity.of(cls)) for cls in PriorityClass)
+        return f"margin {margin:g} °C; room for {room} more critical/default/sheddable jobs"
+    if code in (reasons.NO_SHEDDABLE_SLOT, reasons.NO_DEFAULT_SLOT):
+        priority = PriorityClass.SHEDDABLE if code == reasons.NO_SHEDDABLE_SLOT else PriorityClass.DEFAULT
+        forecast = headroom.outlook.forecast
+        job_w = headroom.outlook.learned.job_power_w or 0.0
+        lowest = lowest_margin_c(forecast, job_w)
+        # Hundredths where tenths would read as the guard itself ("3.0 °C, under the guard of 3").
+        to = "?" if lowest is None else f"{math.floor(lowest * 100) / 100:.2f}"
+        return (
+            f"one more job would take the margin to {to} °C within {config.horizon_s:g} s, "
+            f"under the {priority} guard of {config.guard_c(priority):g} °C"
+        )
     return {
-        reasons.MARGIN_BELOW_ELEVATED: f"margin {margin:g} °C is below {c.elevated_enter_margin_c:g} °C",
-        reasons.PREDICTED_MARGIN_BELOW_ELEVATED: (
-            f"margin would fall to {predicted} °C within {c.horizon_s:g} s with one more job"
-            f" (limit {c.elevated_enter_predicted_margin_c:g} °C)"
-        ),
-        reasons.MARGIN_BELOW_HOT: f"margin {obs.margin_c:g} °C is below {c.hot_enter_margin_c:g} °C",
-        reasons.TIME_TO_SLOWDOWN_SHORT: f"thermal slowdown predicted in {_figure(obs.time_to_slowdown_s)} s",
         reasons.SW_THERMAL_SLOWDOWN: "the driver is slowing its clocks for heat",
-        reasons.MARGIN_EXHAUSTED: f"margin {obs.margin_c:g} °C: at the max-operating limit",
+        reasons.MARGIN_EXHAUSTED: f"margin {_figure(margin)} °C: at the max-operating limit",
         reasons.HW_THERMAL_SLOWDOWN: "hardware thermal slowdown is active",
-        reasons.MEMORY_MARGIN_EXHAUSTED: f"memory margin {_figure(obs.memory_margin_c)} °C: HBM at its limit",
+        reasons.MEMORY_MARGIN_EXHAUSTED: f"memory margin {_figure(memory)} °C: HBM at its limit",
     }[code]
+
+
+def hold_clause(state: ThermalState, remaining_s: float) -> str:
+    """Why the shown state is above what the slots say."""
+    return f"shown {state} {remaining_s:.0f} s more while the cooler state holds"
 
 
 def failed_clause(codes: tuple[str, ...], error: str | None, last_xid: int | None) -> str:
@@ -92,8 +86,18 @@ def unknown_clause(code: str, age_s: float | None, stale_after_s: float) -> str:
 
 
 def gpu_sentence(index: int, state: ThermalState, clause: str, *, fail_open: bool) -> str:
-    """The sentence for one GPU: state, why, and what it does to new work."""
+    """The sentence for one GPU out of service or unknown: state, why, and what it does to new work."""
     return f"GPU {index} is {state}: {clause}; {effect(state, fail_open=fail_open)}."
+
+
+def admitting(classes: frozenset[PriorityClass]) -> str:
+    """What a GPU with slots for `classes` does to new work, in words."""
+    if len(classes) == len(PriorityClass):
+        return "admitting every class"
+    if not classes:
+        return "admitting nothing"
+    named = [cls.value for cls in PriorityClass if cls in classes]
+    return f"admitting only {' and '.join(named)} work"
 
 
 def _figure(value: float | None) -> str:

@@ -77,6 +77,7 @@ class SimNode:
             seed=scenario.seed * 1000 + index,
             inlet_c=spec.inlet_c,
             cooling_factor=spec.cooling_factor,
+            spread=scenario.spread,
             load=LoadSettings(jobs=0, arrival_per_s=0.0),
             events=tuple(sorted(events, key=lambda event: event.at_s)),
         )

@@ -1,14 +1,17 @@
 """The gateway in front of the fleet: every controller's jobs wait, retry and give up by the same rules.
 
 A job that has arrived and not started is either *ready* (it may start as soon as a GPU has a
-free slot; ready jobs are asked oldest first) or *held* (a controller held it back for heat and
-it asks again after the Retry-After it was given). A job not started by its deadline gives up.
+free slot) or *held* (a controller held it back for heat and it asks again after the
+Retry-After it was given). Ready jobs are asked as a tiered queue asks them: `critical` first,
+then `default`, then `sheddable`, oldest first within a class. A job not started by its deadline
+gives up.
 """
 
 from __future__ import annotations
 
 import heapq
 
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers.base import Controller, Full, Hold, Start
 from gpuwatch.simulate.metrics import Recorder
@@ -26,7 +29,7 @@ class Gateway:
         self._cluster = cluster
         self._recorder = recorder
         self._arrived = 0  # jobs[:_arrived] have arrived
-        self._ready: list[tuple[int, Job]] = []  # heap by job number: oldest first
+        self._ready: list[tuple[int, int, Job]] = []  # heap by (class rank, job number)
         self._held: list[tuple[float, int, Job]] = []  # heap by retry time
 
     @property
@@ -39,23 +42,25 @@ class Gateway:
         first = self._arrived
         while self._arrived < len(self._jobs) and self._jobs[self._arrived].arrival_s <= now_s:
             job = self._jobs[self._arrived]
-            heapq.heappush(self._ready, (job.number, job))
+            heapq.heappush(self._ready, _ready_key(job))
             self._arrived += 1
         self._recorder.arrived(self._arrived - first)
         while self._held and self._held[0][0] <= now_s:
-            _, number, job = heapq.heappop(self._held)
-            heapq.heappush(self._ready, (number, job))
+            _, _, job = heapq.heappop(self._held)
+            heapq.heappush(self._ready, _ready_key(job))
         self._start_ready(now_s)
-        while self._ready and self._ready[0][1].gives_up_s <= now_s:
-            heapq.heappop(self._ready)
-            self._recorder.timed_out += 1
+        self._ready = [
+            entry for entry in self._ready if entry[2].gives_up_s > now_s or self._gave_up(entry[2])
+        ]
+        heapq.heapify(self._ready)
 
     def _start_ready(self, now_s: float) -> None:
         """Ask for ready jobs, oldest first, while some GPU has a free slot."""
         while self._ready and self._cluster.any_slot():
-            number, job = heapq.heappop(self._ready)
+            entry = heapq.heappop(self._ready)
+            number, job = entry[1], entry[2]
             if job.gives_up_s <= now_s:
-                self._recorder.timed_out += 1
+                self._recorder.gave_up(job)
                 continue
             decision = self._controller.decide(job, now_s)
             if isinstance(decision, Start):
@@ -65,13 +70,27 @@ class Gateway:
                 heapq.heappush(self._held, (now_s + decision.retry_after_s, number, job))
                 self._recorder.held_back(job)
             elif isinstance(decision, Full):
-                # Every GPU the controller would use is busy: younger jobs would be told the same.
-                heapq.heappush(self._ready, (number, job))
+                # Every GPU the controller would use is busy: the jobs after it would be told the same.
+                heapq.heappush(self._ready, entry)
                 return
 
     def finish(self, end_s: float) -> int:
         """At the end of the run: count the waiting jobs past their deadline as timed out; the rest."""
-        waiting = [job for _, job in self._ready] + [job for _, _, job in self._held]
-        expired = sum(1 for job in waiting if job.gives_up_s <= end_s)
-        self._recorder.timed_out += expired
-        return len(waiting) - expired
+        waiting = [job for _, _, job in self._ready] + [job for _, _, job in self._held]
+        expired = [job for job in waiting if job.gives_up_s <= end_s]
+        for job in expired:
+            self._recorder.gave_up(job)
+        return len(waiting) - len(expired)
+
+    def _gave_up(self, job: Job) -> bool:
+        """Count `job` as timed out; False, so a filter drops it."""
+        self._recorder.gave_up(job)
+        return False
+
+
+_RANKS = {priority: rank for rank, priority in enumerate(PriorityClass)}
+
+
+def _ready_key(job: Job) -> tuple[int, int, Job]:
+    """A ready job's place: its class's rank (critical first), then its arrival order."""
+    return (_RANKS[job.priority], job.number, job)

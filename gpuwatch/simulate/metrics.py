@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpuwatch.model import ClockEventReason
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.cluster import Cluster, Completion
 from gpuwatch.simulate.workload import Job
 
@@ -32,8 +33,19 @@ class Timeline:
 
 
 @dataclass(frozen=True, slots=True)
+class ClassResult:
+    """One priority class's share of a run."""
+
+    priority: PriorityClass
+    arrived: int
+    completed: int
+    timed_out: int
+    p95_latency_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class ControllerResult:
-    """The row of the table for one controller, and its timeline."""
+    """The row of the table for one controller, its rows per class, and its timeline."""
 
     controller: str
     arrived: int
@@ -48,6 +60,11 @@ class ControllerResult:
     max_temperature_c: float
     energy_kwh: float
     timeline: Timeline
+    by_class: tuple[ClassResult, ...] = ()
+
+    def of_class(self, priority: PriorityClass) -> ClassResult | None:
+        """The row of `priority`, if jobs of it arrived."""
+        return next((row for row in self.by_class if row.priority is priority), None)
 
 
 class Recorder:
@@ -56,6 +73,8 @@ class Recorder:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self.latencies_s: list[float] = []
+        self.class_latencies_s: dict[PriorityClass, list[float]] = {cls: [] for cls in PriorityClass}
+        self.class_timed_out: dict[PriorityClass, int] = dict.fromkeys(PriorityClass, 0)
         self.rejected: set[int] = set()
         self.timed_out = 0
         self.slowdown_gpu_s = 0.0
@@ -95,7 +114,15 @@ class Recorder:
 
     def completed(self, completions: Sequence[Completion]) -> None:
         """Jobs that ended."""
-        self.latencies_s.extend(done.ended_s - done.job.arrival_s for done in completions)
+        for done in completions:
+            latency_s = done.ended_s - done.job.arrival_s
+            self.latencies_s.append(latency_s)
+            self.class_latencies_s[done.job.priority].append(latency_s)
+
+    def gave_up(self, job: Job) -> None:
+        """`job` timed out before it started."""
+        self.timed_out += 1
+        self.class_timed_out[job.priority] += 1
 
     def sample(self, now_s: float, levels: tuple[int, ...], waiting: int) -> None:
         """One timeline row at a sampling instant."""
@@ -112,9 +139,22 @@ class Recorder:
         line.waiting.append(waiting)
         self._arrived = self._started = 0
 
-    def result(self, controller: str, arrived: int, unfinished: int) -> ControllerResult:
-        """The totals."""
+    def result(
+        self, controller: str, arrived: int, unfinished: int, arrived_by_class: dict[PriorityClass, int]
+    ) -> ControllerResult:
+        """The totals, and per class for every class jobs arrived in."""
         ordered = sorted(self.latencies_s)
+        by_class = tuple(
+            ClassResult(
+                priority=cls,
+                arrived=arrived_by_class[cls],
+                completed=len(self.class_latencies_s[cls]),
+                timed_out=self.class_timed_out[cls],
+                p95_latency_s=percentile(sorted(self.class_latencies_s[cls]), 0.95),
+            )
+            for cls in PriorityClass
+            if arrived_by_class.get(cls)
+        )
         return ControllerResult(
             controller=controller,
             arrived=arrived,
@@ -129,6 +169,7 @@ class Recorder:
             max_temperature_c=self.max_temperature_c,
             energy_kwh=(self._energy_j() - self._energy_start_j) / _JOULES_PER_KWH,
             timeline=self.timeline,
+            by_class=by_class,
         )
 
     def _energy_j(self) -> float:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.metrics import ControllerResult, Timeline
 from gpuwatch.simulate.scenario import Scenario
 
@@ -80,14 +81,21 @@ def _temperatures(ax: Axes, scenario: Scenario, result: ControllerResult, *, fir
     limit = min(line.max_operating_c)
     ax.axhline(limit, color=SLOWDOWN_COLOUR, linewidth=1.2, label=f"max operating {limit:g} °C: slowdown")
     if result.controller == "gpuwatch":
-        policy = scenario.policy
-        _threshold(
-            ax,
-            limit - policy.hot_enter_margin_c,
-            f"margin {policy.hot_enter_margin_c:g}: HOT",
-            THRESHOLD_COLOUR,
+        # The guards are margins the forecast keeps over the horizon, drawn below the limit; one
+        # label for the three, as they lie a fraction of a degree apart.
+        guards = [scenario.policy.guard_c(cls) for cls in PriorityClass]
+        for guard in guards:
+            ax.axhline(limit - guard, color=THRESHOLD_COLOUR, linewidth=0.6, linestyle="--")
+        figures = " / ".join(f"{guard:g}" for guard in guards)
+        words = f"guards {figures} °C (critical / default / sheddable)"
+        ax.annotate(
+            words,
+            (0.01, limit - max(guards)),
+            xycoords=("axes fraction", "data"),
+            fontsize=7,
+            va="top",
+            color=THRESHOLD_COLOUR,
         )
-        _threshold(ax, limit - policy.elevated_enter_margin_c, "ELEVATED", THRESHOLD_COLOUR)
     if result.controller == "static":
         _threshold(ax, scenario.static.pause_c, f"pause {scenario.static.pause_c:g} °C", STATIC_COLOUR)
         _threshold(ax, scenario.static.resume_c, f"resume {scenario.static.resume_c:g} °C", STATIC_COLOUR)

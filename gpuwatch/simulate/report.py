@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.metrics import ControllerResult
 from gpuwatch.simulate.scenario import Scenario
 
 # The issue's targets for the gpuwatch row, measured against the oracle's.
 TARGET_COMPLETED_SHARE = 0.95
 TARGET_P95_RATIO = 1.2
+# Per class, where jobs come in several: paid work completed as the oracle does.
+TARGET_CLASS_SHARES = ((PriorityClass.CRITICAL, 0.99), (PriorityClass.DEFAULT, 0.95))
+SPREAD_DEFAULT = 0.03
 
 _COLUMNS = (
     ("controller", "<"),
@@ -26,13 +30,25 @@ _COLUMNS = (
 
 
 def header(scenario: Scenario, arrived: int) -> str:
-    """What was simulated, in one or two lines."""
+    """What was simulated, in two or three lines."""
     gpus = {f"{len(node.skus)}x{'/'.join(sorted(set(node.skus)))}" for node in scenario.nodes}
     fleet = f"{len(scenario.nodes)} nodes of {', '.join(sorted(gpus))}"
     first = f"{scenario.name}: {scenario.title}" if scenario.title else scenario.name
+    jobs = scenario.jobs
+    if len(jobs.classes) > 1:
+        deadlines = ", ".join(f"{cls} {jobs.deadline_for(cls):g} s" for cls in jobs.classes)
+        mix = ", ".join(f"{share:.0%} {cls}" for cls, share in jobs.mix if share > 0)
+        work = f"jobs {mix}; deadlines {deadlines}"
+    else:
+        work = f"{jobs.classes[0] if jobs.classes else 'default'} jobs; deadline {jobs.deadline_s:g} s"
+    spread = (
+        ""
+        if scenario.spread == SPREAD_DEFAULT
+        else f"; boards drawn ±{scenario.spread:.0%} from the profiles"
+    )
     return (
-        f"{first}\n{fleet}; {arrived} jobs over {scenario.duration_s:g} s (seed {scenario.seed}); "
-        f"at most {scenario.jobs.per_gpu} jobs per GPU; deadline {scenario.jobs.deadline_s:g} s"
+        f"{first}\n{fleet}; {arrived} jobs arriving over {scenario.duration_s:g} s (seed {scenario.seed}), "
+        f"run until all have ended; at most {jobs.per_gpu} jobs per GPU\n{work}{spread}"
     )
 
 
@@ -68,8 +84,43 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+_CLASS_COLUMNS = (
+    ("controller", "<"),
+    ("class", "<"),
+    ("arrived", ">"),
+    ("completed", ">"),
+    ("timed out", ">"),
+    ("p95 s", ">"),
+)
+
+
+def class_table(results: Sequence[ControllerResult]) -> str:
+    """One aligned row per controller and class."""
+    rows = [[name for name, _ in _CLASS_COLUMNS]]
+    for result in results:
+        rows += [
+            [
+                result.controller,
+                row.priority.value,
+                str(row.arrived),
+                str(row.completed),
+                str(row.timed_out),
+                _seconds(row.p95_latency_s),
+            ]
+            for row in result.by_class
+        ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_CLASS_COLUMNS))]
+    return "\n".join(
+        "  ".join(
+            f"{cell:{align}{width}}"
+            for cell, (_, align), width in zip(row, _CLASS_COLUMNS, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    )
+
+
 def targets(results: Sequence[ControllerResult]) -> list[str]:
-    """The three targets of the gpuwatch row against the oracle's, one line each; empty unless both ran."""
+    """The gpuwatch row's targets against the oracle's and static's, one line each; empty unless both ran."""
     by_name = {result.controller: result for result in results}
     ours, oracle = by_name.get("gpuwatch"), by_name.get("oracle")
     if ours is None or oracle is None:
@@ -91,7 +142,43 @@ def targets(results: Sequence[ControllerResult]) -> list[str]:
                 ratio <= TARGET_P95_RATIO,
             )
         )
+    static = by_name.get("static")
+    if static is not None:
+        lines.append(_against_static(ours, static, oracle))
+    if len(ours.by_class) > 1:
+        for priority, wanted_share in TARGET_CLASS_SHARES:
+            mine, theirs = ours.of_class(priority), oracle.of_class(priority)
+            if mine is None or theirs is None:
+                continue
+            share = mine.completed / theirs.completed if theirs.completed else 1.0
+            lines.append(
+                _verdict(
+                    f"completed {share:.1%} of the oracle's {theirs.completed} {priority} jobs "
+                    f"(target >= {wanted_share:.0%})",
+                    share >= wanted_share,
+                )
+            )
     return lines
+
+
+def _against_static(ours: ControllerResult, static: ControllerResult, oracle: ControllerResult) -> str:
+    """More than static; where static already completes all the oracle does, nothing is left: as many."""
+    if static.completed >= oracle.completed:
+        text = (
+            f"completed {ours.completed}, static {static.completed}: "
+            "as many as the oracle's, so at least as many"
+        )
+        return _verdict(text, ours.completed >= static.completed)
+    return _verdict(
+        f"completed {ours.completed}, more than static's {static.completed}",
+        ours.completed > static.completed,
+    )
+
+
+def met(results: Sequence[ControllerResult]) -> bool:
+    """Whether every target of the gpuwatch row was met."""
+    lines = targets(results)
+    return bool(lines) and all(line.endswith(": met") for line in lines)
 
 
 def _verdict(text: str, met: bool) -> str:  # noqa: FBT001 - a plain predicate reads best here
@@ -111,7 +198,48 @@ def render(scenario: Scenario, results: Sequence[ControllerResult]) -> str:
     note = unfinished_note(results)
     if note:
         parts.append(note)
+    if any(len(result.by_class) > 1 for result in results):
+        parts += ["", class_table(results)]
     checks = targets(results)
     if checks:
         parts += ["", *checks]
     return "\n".join(parts)
+
+
+def document(scenario: Scenario, results: Sequence[ControllerResult]) -> dict[str, object]:
+    """The results as JSON-ready data: the scenario, one entry per controller with its classes, targets."""
+    return {
+        "scenario": scenario.name,
+        "title": scenario.title,
+        "seed": scenario.seed,
+        "spread": scenario.spread,
+        "duration_s": scenario.duration_s,
+        "controllers": [
+            {
+                "controller": r.controller,
+                "arrived": r.arrived,
+                "completed": r.completed,
+                "rejected": r.rejected,
+                "timed_out": r.timed_out,
+                "unfinished": r.unfinished,
+                "p50_latency_s": r.p50_latency_s,
+                "p95_latency_s": r.p95_latency_s,
+                "slowdown_gpu_s": r.slowdown_gpu_s,
+                "hw_slowdown_gpu_s": r.hw_slowdown_gpu_s,
+                "max_temperature_c": r.max_temperature_c,
+                "energy_kwh": r.energy_kwh,
+                "classes": {
+                    row.priority.value: {
+                        "arrived": row.arrived,
+                        "completed": row.completed,
+                        "timed_out": row.timed_out,
+                        "p95_latency_s": row.p95_latency_s,
+                    }
+                    for row in r.by_class
+                },
+            }
+            for r in results
+        ],
+        "targets": targets(results),
+        "targets_met": met(results),
+    }

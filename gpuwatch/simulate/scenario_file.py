@@ -6,13 +6,14 @@ Every key but `duration_s`, `[[nodes]]` and `[arrivals]` is optional (defaults i
     seed = 1                    # arrivals, job lengths, Retry-After jitter (same seed, same table)
     duration_s = 2700           # virtual seconds simulated (arrivals stop, the run ends)
     interval_s = 1.0            # gpuwatch's sampling interval, s
+    spread = 0.03               # each GPU's R, C and power per job within ±this of its profile
 
     [[nodes]]                   # a group of identical nodes, in index order
     count = 2                   # nodes in the group (default 1); names get -0, -1, ...
     name = "rack-a"             # default node<index>
     gpus = "4xH100"             # GPUs per node, as `--source sim:SPEC`: H100, H200, A100
     inlet_c = 30.0              # inlet air, °C (default 25)
-    cooling_factor = 1.6        # thermal resistance x this (1: the SKU's well-cooled board)
+    cooling_factor = 2.0        # heat sink to air resistance x this (1: the SKU's well-cooled board)
 
     [arrivals]                  # Poisson arrivals over the whole cluster
     per_s = 0.3                 # jobs per second at multiplier 1
@@ -22,8 +23,10 @@ Every key but `duration_s`, `[[nodes]]` and `[arrivals]` is optional (defaults i
     work_s = 20.0               # mean run time at full clocks, s (lognormal)
     work_cv = 0.5               # its coefficient of variation (0: all equal)
     per_gpu = 3                 # concurrency limit: jobs one GPU runs at once
-    deadline_s = 120.0          # a job not started by then gives up
-    class = "default"           # priority class asked of gpuwatch
+    deadline_s = 120.0          # a job not started by then gives up; or by class:
+                                #   deadline_s = {critical = 60, default = 120, sheddable = 300}
+    class = "default"           # priority class asked of gpuwatch; or a mix of them:
+                                #   mix = {critical = 0.15, default = 0.35, sheddable = 0.5}
 
     [[events]]                  # changes to the air or cooling
     at_s = 900                  # required
@@ -31,7 +34,7 @@ Every key but `duration_s`, `[[nodes]]` and `[arrivals]` is optional (defaults i
     inlet_c = 45.0              # and/or cooling_factor
 
     [static]                    # pause_c = 83.0, resume_c = 75.0, poll_s = 1.0
-    [oracle]                    # horizon_s = 600.0, guard_c = 0.05
+    [oracle]                    # horizon_s = 600.0, guard_c = 0.5
     [policy]                    # gpuwatch's policy, as in `gpuwatch serve --config`
 """
 
@@ -46,6 +49,7 @@ from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.scenario import (
     ArrivalProfile,
+    ClassShares,
     JobSpec,
     NodeSpec,
     OracleSettings,
@@ -60,11 +64,11 @@ from gpuwatch.sources.sim.source import scenario_from_spec
 from gpuwatch.tomlcheck import where
 from gpuwatch.tomlkeys import KeyPath, decode_error_line
 
-_TOP = ("title", "seed", "duration_s", "interval_s", "nodes", "arrivals", "jobs", "events")
+_TOP = ("title", "seed", "duration_s", "interval_s", "spread", "nodes", "arrivals", "jobs", "events")
 _TABLES = ("static", "oracle", "policy")
 _NODE_KEYS = ("count", "name", "gpus", "inlet_c", "cooling_factor")
 _EVENT_KEYS = ("at_s", "nodes", "gpus", "inlet_c", "cooling_factor")
-_JOB_KEYS = ("work_s", "work_cv", "per_gpu", "deadline_s", "class")
+_JOB_KEYS = ("work_s", "work_cv", "per_gpu", "deadline_s", "class", "mix")
 MAX_NODES = 64
 # (low, high) of every number; integers are checked as whole numbers within the same range.
 _RANGES: dict[str, tuple[float, float]] = {
@@ -85,6 +89,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "poll_s": (0.1, 600.0),
     "horizon_s": (1.0, 86_400.0),
     "guard_c": (0.0, 20.0),
+    "share": (0.0, 1.0),
+    "spread": (0.0, 0.9),
 }
 
 
@@ -125,6 +131,7 @@ class _Checker(ScenarioChecker):
             seed=self.integer(data, (), "seed", 1),
             duration_s=self.number(data, (), "duration_s", 0.0),
             interval_s=self.number(data, (), "interval_s", 1.0),
+            spread=self.number(data, (), "spread", 0.03),
             nodes=nodes,
             arrivals=self.arrivals(data.get("arrivals")),
             jobs=self.jobs(data.get("jobs", {})),
@@ -196,19 +203,60 @@ class _Checker(ScenarioChecker):
         path: KeyPath = ("jobs",)
         table = self.table(value, path, _JOB_KEYS)
         defaults = JobSpec()
-        name = self.text(table, path, "class", str(defaults.priority))
-        try:
-            priority = PriorityClass(name)
-        except ValueError:
-            valid = ", ".join(cls.value for cls in PriorityClass)
-            raise self.fail((*path, "class"), f"must be one of {valid}", name) from None
+        if "class" in table and "mix" in table:
+            raise self.fail((*path, "mix"), "give either class (every job alike) or mix (shares by class)")
+        mix = defaults.mix
+        if "class" in table:
+            mix = ((self.priority(table.get("class"), (*path, "class")), 1.0),)
+        elif "mix" in table:
+            mix = self.shares(table["mix"], (*path, "mix"))
+        deadline_s, by_class = defaults.deadline_s, defaults.class_deadlines_s
+        raw_deadline = table.get("deadline_s")
+        if isinstance(raw_deadline, dict):
+            by_class = self.by_class(raw_deadline, (*path, "deadline_s"), "deadline_s")
+            missing = [cls.value for cls, share in mix if share > 0 and cls not in dict(by_class)]
+            if missing:
+                raise self.fail((*path, "deadline_s"), f"missing for {', '.join(missing)}")
+        else:
+            deadline_s = self.number(table, path, "deadline_s", defaults.deadline_s)
         return JobSpec(
             work_s=self.number(table, path, "work_s", defaults.work_s),
             work_cv=self.number(table, path, "work_cv", defaults.work_cv),
             per_gpu=self.integer(table, path, "per_gpu", defaults.per_gpu),
-            deadline_s=self.number(table, path, "deadline_s", defaults.deadline_s),
-            priority=priority,
+            deadline_s=deadline_s,
+            mix=mix,
+            class_deadlines_s=by_class,
         )
+
+    def priority(self, name: object, path: KeyPath) -> PriorityClass:
+        """A class name."""
+        try:
+            return PriorityClass(str(name))
+        except ValueError:
+            valid = ", ".join(cls.value for cls in PriorityClass)
+            raise self.fail(path, f"must be one of {valid}", name) from None
+
+    def by_class(self, value: dict[str, Any], path: KeyPath, range_key: str) -> ClassShares:
+        """A {class = number} table, each number within `range_key`'s range, in class order."""
+        low, high = _RANGES[range_key]
+        found = {}
+        for name, number in value.items():
+            priority = self.priority(name, (*path, name))
+            if not _is_number(number) or not low <= number <= high:
+                raise self.fail((*path, name), f"must be a number from {low:g} to {high:g}", number)
+            found[priority] = float(number)
+        return tuple((cls, found[cls]) for cls in PriorityClass if cls in found)
+
+    def shares(self, value: object, path: KeyPath) -> ClassShares:
+        """The [jobs] mix: {class = share}, shares >= 0 summing to 1 (within 0.001)."""
+        if not isinstance(value, dict) or not value:
+            example = "{critical = 0.2, default = 0.8}"
+            raise self.fail(path, f"must be a table of shares by class, e.g. {example}", value)
+        shares = self.by_class(value, path, "share")
+        total = sum(share for _, share in shares)
+        if abs(total - 1.0) > 1e-3:
+            raise self.fail(path, f"shares must sum to 1, got {total:g}", value)
+        return shares
 
     def events(self, data: dict[str, Any], nodes: tuple[NodeSpec, ...]) -> tuple[ScenarioEvent, ...]:
         """The [[events]], sorted by time."""

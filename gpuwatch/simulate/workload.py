@@ -1,4 +1,4 @@
-"""The jobs of a run, drawn once from the seed: Poisson arrivals following the profile, lognormal lengths."""
+"""A run's jobs, drawn once from the seed: Poisson arrivals by profile, lognormal lengths, classes by mix."""
 
 from __future__ import annotations
 
@@ -6,17 +6,19 @@ import math
 import random
 from dataclasses import dataclass
 
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.scenario import ArrivalProfile, JobSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One job: when it arrives, how much work it is, and when its submitter stops waiting."""
+    """One job: when it arrives, how much work it is, its class, and when its submitter stops waiting."""
 
     number: int  # 0, 1, ... in arrival order
     arrival_s: float  # virtual s
     work_s: float  # run time at full clocks, s; it stretches while its GPU runs slower
     gives_up_s: float  # virtual s: not started by then, it times out
+    priority: PriorityClass = PriorityClass.DEFAULT
 
 
 def draw_jobs(profile: ArrivalProfile, duration_s: float, spec: JobSpec, seed: int) -> tuple[Job, ...]:
@@ -28,10 +30,25 @@ def draw_jobs(profile: ArrivalProfile, duration_s: float, spec: JobSpec, seed: i
     root = random.Random(seed)  # noqa: S311 - a reproducible simulation, not cryptography
     times = arrival_times(profile, duration_s, random.Random(root.getrandbits(64)))  # noqa: S311
     lengths = random.Random(root.getrandbits(64))  # noqa: S311
-    return tuple(
-        Job(number, at_s, _length_s(spec, lengths), at_s + spec.deadline_s)
-        for number, at_s in enumerate(times)
-    )
+    classes = random.Random(root.getrandbits(64))  # noqa: S311
+    jobs = []
+    for number, at_s in enumerate(times):
+        work_s = _length_s(spec, lengths)
+        priority = _class(spec, classes)
+        jobs.append(Job(number, at_s, work_s, at_s + spec.deadline_for(priority), priority))
+    return tuple(jobs)
+
+
+def _class(spec: JobSpec, rng: random.Random) -> PriorityClass:
+    """One job's class, drawn by the mix's shares."""
+    if len(spec.mix) == 1:
+        return spec.mix[0][0]
+    draw = rng.random() * sum(share for _, share in spec.mix)
+    for priority, share in spec.mix:
+        draw -= share
+        if draw < 0:
+            return priority
+    return spec.mix[-1][0]
 
 
 def arrival_times(profile: ArrivalProfile, duration_s: float, rng: random.Random) -> list[float]:

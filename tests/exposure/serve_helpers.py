@@ -22,22 +22,45 @@ from gpuwatch.daemon import new_event_loop
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.server import ConnectionLimits, ExposureServer
 from gpuwatch.exposure.listen import parse_listen_address
-from gpuwatch.policy.decision import GpuDecision, NodeDecision, PriorityClass, ThermalState, admitted_classes
+from gpuwatch.exposure.reservations import ReservationBook
+from gpuwatch.policy.decision import (
+    GpuDecision,
+    NodeDecision,
+    PriorityClass,
+    Slots,
+    ThermalState,
+    admitted_classes,
+)
 
 TIMEOUT_S = 5.0
 # Predicted wait of a hand-built GPU for every class it refuses, s.
 RETRY_AFTER_S = 20.0
 
 
-def _refused(state: ThermalState) -> tuple[tuple[PriorityClass, float], ...]:
-    return tuple((p, RETRY_AFTER_S) for p in PriorityClass if p not in admitted_classes(state))
+def _refused(slots: Slots) -> tuple[tuple[PriorityClass, float], ...]:
+    return tuple((p, RETRY_AFTER_S) for p in PriorityClass if not slots.of(p))
 
 
-def gpu(index: int, state: ThermalState = ThermalState.OK, pressure: float = 0.1, **extra) -> GpuDecision:
-    """A GPU decision in `state`, admitting what DESIGN §2 says; refused classes wait 20 s."""
+def slots_for(state: ThermalState, pressure: float) -> Slots:
+    """Slots a GPU in `state` at `pressure` offers: the classes DESIGN §2 admits, fewer as it warms."""
+    room = max(1, round(10 * (1 - pressure)))
+    admits = admitted_classes(state)
+    return Slots(*(room + 2 - rank if cls in admits else 0 for rank, cls in enumerate(PriorityClass)))
+
+
+def gpu(
+    index: int,
+    state: ThermalState = ThermalState.OK,
+    pressure: float = 0.1,
+    slots: Slots | None = None,
+    **extra,
+) -> GpuDecision:
+    """A GPU decision in `state`, with slots for the classes DESIGN §2 admits; refused classes wait 20 s."""
+    offered = slots_for(state, pressure) if slots is None else slots
     fields = {
         "margin_c": 40.0 * (1 - pressure),
-        "retry_after_by_class": _refused(state),
+        "retry_after_by_class": _refused(offered),
+        "slot_waits": tuple((p, 2.0 if offered.of(p) else RETRY_AFTER_S) for p in PriorityClass),
         "power_w": 500.0,
         "power_limit_w": 700.0,
         **extra,
@@ -48,9 +71,10 @@ def gpu(index: int, state: ThermalState = ThermalState.OK, pressure: float = 0.1
         name="NVIDIA H100 80GB HBM3",
         state=state,
         pressure=pressure,
-        admits=admitted_classes(state),
+        admits=offered.classes,
         reasons=() if state is ThermalState.OK else (f"test_{state.value}",),
         sentence=f"GPU {index} is {state.value}.",
+        slots=offered,
         **fields,
     )
 
@@ -68,7 +92,9 @@ def node(*gpus: GpuDecision, sequence: int = 1) -> NodeDecision:
         taken_at=time.time(),
         decided_at=time.monotonic(),
         sample_age_s=0.05,
-        retry_after_by_class=_refused(worst.state),
+        retry_after_by_class=tuple(
+            (p, RETRY_AFTER_S) for p in PriorityClass if not any(g.slots.of(p) for g in gpus)
+        ),
     )
 
 
@@ -82,7 +108,9 @@ class ServerThread:
         limits: ConnectionLimits | None = None,
         **server_options: object,
     ) -> None:
-        self.board = Board("sim:test", expiry or (lambda d, _now: d))
+        # Admissions take slots in a book of their own, as the daemon's do.
+        self.book = ReservationBook(60.0)
+        self.board = Board("sim:test", expiry or (lambda d, _now: d), book=self.book)
         self.board.publish(decision)
         self._loop = new_event_loop()
         self._stop = asyncio.Event()

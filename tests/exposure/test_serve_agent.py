@@ -8,10 +8,10 @@ import socket
 import time
 
 import pytest
-from serve_helpers import TIMEOUT_S, ServerThread, agent_answer, gpu, node
+from serve_helpers import TIMEOUT_S, ServerThread, agent_answer, get, gpu, node
 
 from gpuwatch.exposure.agent import AGENT_SEND_WAIT_S, agent_line, requested_gpu
-from gpuwatch.policy.decision import ThermalState
+from gpuwatch.policy.decision import Slots, ThermalState
 
 OK, ELEVATED, HOT = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT
 CRITICAL, UNKNOWN, FAILED = ThermalState.CRITICAL, ThermalState.UNKNOWN, ThermalState.FAILED
@@ -24,25 +24,28 @@ def _weight(line: bytes) -> int:
 
 
 class TestAgentLine:
-    """Which line a state and pressure give."""
+    """Which line a state and the free `default` slots give."""
 
-    def test_cool_is_fully_ready(self):
-        assert agent_line(OK, 0.0, admits_default=True) == b"up ready 100%\n"
+    def test_plenty_of_free_default_slots_is_fully_ready(self):
+        assert agent_line(OK, 8, 1) == b"up ready 100%\n"
+        assert agent_line(OK, 40, 4) == b"up ready 100%\n"
 
-    def test_weight_falls_as_pressure_rises_but_never_to_zero(self):
-        weights = [_weight(agent_line(OK, p / 10, admits_default=True)) for p in range(11)]
+    def test_weight_follows_the_free_default_slots_but_never_to_zero(self):
+        weights = [_weight(agent_line(OK, free, 4)) for free in range(32, 0, -1)]
         assert weights == sorted(weights, reverse=True)
-        assert weights[0] > weights[5] > weights[-1] >= 1
+        assert weights[0] == 100
+        assert weights[-1] == 3  # one slot of 32 for full weight
+        assert _weight(agent_line(OK, 1, 100)) == 1  # never 0 while a slot is free
 
-    @pytest.mark.parametrize("state", [HOT, CRITICAL, UNKNOWN])
-    def test_not_admitting_default_drains(self, state):
-        assert agent_line(state, 0.9, admits_default=False) == b"up drain\n"
+    @pytest.mark.parametrize("state", [OK, ELEVATED, HOT, CRITICAL, UNKNOWN])
+    def test_no_free_default_slot_drains(self, state):
+        assert agent_line(state, 0, 4) == b"up drain\n"
 
     def test_unknown_is_ready_when_the_policy_fails_open(self):
-        assert agent_line(UNKNOWN, 0.5, admits_default=True).startswith(b"up ready")
+        assert agent_line(UNKNOWN, 32, 1).startswith(b"up ready")
 
     def test_failed_is_down_with_a_reason(self):
-        assert agent_line(FAILED, 1.0, admits_default=False) == b"down#gpu-failed\n"
+        assert agent_line(FAILED, 0, 1) == b"down#gpu-failed\n"
 
     @pytest.mark.parametrize(
         ("sent", "expected"),
@@ -65,7 +68,8 @@ class TestAgentListener:
         ("gpus", "pattern"),
         [
             ((gpu(0, OK, pressure=0.05), gpu(1, OK, pressure=0.2)), rb"up ready (\d+)%\n"),
-            ((gpu(0, OK), gpu(1, HOT, pressure=0.9)), rb"up drain\n"),
+            ((gpu(0, OK), gpu(1, HOT, pressure=0.9)), rb"up ready (\d+)%\n"),  # GPU 0's slots
+            ((gpu(0, HOT, pressure=0.8), gpu(1, HOT, pressure=0.9)), rb"up drain\n"),
             ((gpu(0, CRITICAL, pressure=1.0),), rb"up drain\n"),
             ((gpu(0, OK), gpu(1, FAILED, pressure=1.0)), rb"down#gpu-failed\n"),
         ],
@@ -82,6 +86,17 @@ class TestAgentListener:
             warm, _ = agent_answer(server.agent_port)
         assert _weight(cool) > _weight(warm) >= 1
 
+    def test_weight_drops_as_admissions_take_the_slots(self):
+        with ServerThread(node(gpu(0, slots=Slots(8, 6, 4)), gpu(1, slots=Slots(8, 6, 4)))) as server:
+            weights = [_weight(agent_answer(server.agent_port)[0])]
+            for _ in range(3):
+                assert get(server.http_port, "/v1/admit?class=default").status == 200
+                weights.append(_weight(agent_answer(server.agent_port)[0]))
+            dry = get(server.http_port, "/v1/admit?class=default&dry_run=1")
+            assert dry.status == 200
+            weights.append(_weight(agent_answer(server.agent_port)[0]))
+        assert weights == [75, 69, 62, 56, 56]  # 12, 11, 10, 9 free of 16 for full weight; dry run takes none
+
     def test_agent_send_answers_for_that_gpu(self):
         with ServerThread(node(gpu(0, pressure=0.1), gpu(1, HOT, pressure=0.9))) as server:
             hot_gpu, hot_took = agent_answer(server.agent_port, b"gpu=1\n")
@@ -90,7 +105,7 @@ class TestAgentListener:
         assert hot_gpu == b"up drain\n"
         assert hot_took < AGENT_SEND_WAIT_S  # a whole line is answered without waiting out the bound
         assert _weight(cool_gpu) >= 80
-        assert unknown == b"up drain\n"  # answered for the node, whose worst GPU is hot
+        assert unknown.startswith(b"up ready")  # answered for the node: GPU 0 has default slots
 
     def test_a_client_that_sends_nothing_is_answered_within_the_bound(self):
         with ServerThread(node(gpu(0))) as server:

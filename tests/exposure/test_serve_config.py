@@ -13,10 +13,10 @@ class TestConfigFile:
 
     def test_policy_table_sets_values_and_keeps_other_defaults(self, tmp_path):
         path = tmp_path / "gpuwatch.toml"
-        path.write_text("[policy]\nhot_dwell_s = 2\nfail_open = true\n")
+        path.write_text("[policy]\nstate_hold_s = 2\nfail_open = true\n")
         config = load_config(path)
-        assert (config.hot_dwell_s, config.fail_open) == (2.0, True)
-        assert config.elevated_dwell_s == PolicyConfig().elevated_dwell_s
+        assert (config.state_hold_s, config.fail_open) == (2.0, True)
+        assert config.default_guard_c == PolicyConfig().default_guard_c
 
     def test_empty_file_is_all_defaults(self):
         assert parse_config("") == PolicyConfig()
@@ -25,10 +25,14 @@ class TestConfigFile:
         ("text", "message"),
         [
             (
-                "[policy]\nhot_dwell_s = 1\nhot_dwel_s = 2\n",
-                r"^f\.toml:3: policy\.hot_dwel_s: unknown key; did you mean",
+                "[policy]\nstate_hold_s = 1\nstate_hold = 2\n",
+                r"^f\.toml:3: policy\.state_hold: unknown key; did you mean",
             ),
-            ("[policy]\n\nelevated_dwell_s = -5\n", r"^f\.toml:3: policy\.elevated_dwell_s: must be >= 0"),
+            ("[policy]\n\nstate_hold_s = -5\n", r"^f\.toml:3: policy\.state_hold_s: must be >= 0"),
+            (
+                "[policy]\nhorizon_s = 60\nhot_dwell_s = 30\n",
+                r"^f\.toml:3: policy\.hot_dwell_s: retired: .*state_hold_s",
+            ),
             ("# comment\n[polcy]\nx = 1\n", r"^f\.toml:2: polcy: unknown table or key"),
             ("[policy]\nfail_open = 1\n", r"^f\.toml:2: policy\.fail_open: must be true or false"),
             ("[policy\n", r"^f\.toml:1: not valid TOML"),

@@ -10,12 +10,13 @@ from openapi_spec_validator import validate
 from serve_helpers import ServerThread, get, gpu, node
 
 from gpuwatch.exposure.landing import ROUTES
-from gpuwatch.policy.decision import ThermalState
+from gpuwatch.policy.decision import Slots, ThermalState
 from gpuwatch.policy.forecast import Basis
 
 OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
 ADMIT_PATHS = ("/v1/admit", "/v1/admit/nginx", "/v1/admit/envoy")
 DENY_STATUS = {"/v1/admit": 503, "/v1/admit/nginx": 403, "/v1/admit/envoy": 429}
+NONE = Slots(0, 0, 0)
 
 
 @pytest.fixture
@@ -27,7 +28,10 @@ def cool():
 
 @pytest.fixture
 def hot():
-    with ServerThread(node(gpu(0, HOT, pressure=0.85), gpu(1, HOT, pressure=0.9))) as running:
+    """Two GPUs with no slot left for any class."""
+    with ServerThread(
+        node(gpu(0, HOT, pressure=0.95, slots=NONE), gpu(1, HOT, pressure=0.98, slots=NONE))
+    ) as running:
         yield running
 
 
@@ -51,9 +55,12 @@ class TestState:
         assert state["schema_version"] == 1
         assert (state["state"], state["pressure"], state["sequence"]) == ("elevated", 0.61, 42)
         assert state["reasons"] == ["test_elevated"]
-        assert state["admits"] == ["critical", "default"]
-        assert state["retry_after_s_by_class"] == {"sheddable": 20.0}
+        assert state["admits"] == ["critical", "default", "sheddable"]  # GPU 0 has slots for all
+        assert state["slots"] == {"critical": 10 + 6, "default": 9 + 5, "sheddable": 8}
+        assert state["retry_after_s_by_class"] == {}
         first, second = state["gpus"]
+        assert (first["slots"], first["reserved"]) == ({"critical": 10, "default": 9, "sheddable": 8}, 0)
+        assert second["slots"] == {"critical": 6, "default": 5, "sheddable": 0}
         assert first["predicted_margin_c"] == 22.5
         assert first["sustainable_power_w"] == 640.0
         assert first["time_to_slowdown_s"] is None
@@ -147,27 +154,53 @@ class TestAdmit:
         assert len(seen) >= 2
 
     @pytest.mark.parametrize(
-        ("state", "expected"),
+        ("slots", "expected"),
         [
-            (OK, {"critical": 200, "default": 200, "sheddable": 200}),
-            (ELEVATED, {"critical": 200, "default": 200, "sheddable": 503}),
-            (HOT, {"critical": 200, "default": 503, "sheddable": 503}),
-            (CRITICAL, {"critical": 503, "default": 503, "sheddable": 503}),
+            (Slots(3, 2, 1), {"critical": 200, "default": 200, "sheddable": 200}),
+            (Slots(3, 2, 0), {"critical": 200, "default": 200, "sheddable": 503}),
+            (Slots(3, 0, 0), {"critical": 200, "default": 503, "sheddable": 503}),
+            (NONE, {"critical": 503, "default": 503, "sheddable": 503}),
         ],
     )
-    def test_each_state_sheds_its_classes(self, state, expected):
-        with ServerThread(node(gpu(0, state, pressure=0.5))) as server:
-            got = {c: get(server.http_port, f"/v1/admit?class={c}").status for c in expected}
+    def test_each_class_is_admitted_on_its_own_slots(self, slots, expected):
+        with ServerThread(node(gpu(0, slots=slots))) as server:
+            got = {c: get(server.http_port, f"/v1/admit?class={c}&dry_run=1").status for c in expected}
         assert got == expected
 
+    def test_a_burst_gets_exactly_the_slots_offered(self):
+        with ServerThread(node(gpu(0, slots=Slots(3, 3, 3)), gpu(1, slots=Slots(2, 2, 2)))) as server:
+            answers = [get(server.http_port, "/v1/admit?class=sheddable") for _ in range(12)]
+            state = get(server.http_port, "/v1/state").json()
+        admitted = [a for a in answers if a.status == 200]
+        assert len(admitted) == 5
+        assert [a.headers["x-gpuwatch-slots"] for a in admitted] == ["4", "3", "2", "1", "0"]
+        assert {a.headers["x-gpuwatch-gpu"] for a in admitted} == {"0", "1"}
+        assert all(a.headers["x-gpuwatch-reason"] == "slots_taken" for a in answers[5:])
+        assert state["slots"] == {"critical": 0, "default": 0, "sheddable": 0}
+        assert [g["reserved"] for g in state["gpus"]] == [3, 2]
+
+    def test_dry_run_takes_nothing(self, cool):
+        before = get(cool.http_port, "/v1/state").json()["slots"]
+        answers = [get(cool.http_port, "/v1/admit?class=default&dry_run=1") for _ in range(5)]
+        assert {a.status for a in answers} == {200}
+        assert {a.headers["x-gpuwatch-slots"] for a in answers} == {str(before["default"])}
+        assert get(cool.http_port, "/v1/state").json()["slots"] == before
+        assert cool.board.tally.snapshot()["admit", "default"] == 0  # a dry run is not counted
+
+    @pytest.mark.parametrize("spelling", ["maybe", "TRUE", "%201"])
+    def test_a_bad_dry_run_is_refused(self, cool, spelling):
+        answer = get(cool.http_port, f"/v1/admit?dry_run={spelling}")
+        assert answer.status == 400
+        assert answer.json()["error"] == "bad_dry_run"
+
     def test_class_comes_from_the_header_when_the_query_names_none(self):
-        with ServerThread(node(gpu(0, HOT, pressure=0.9))) as server:
+        with ServerThread(node(gpu(0, HOT, pressure=0.9, slots=Slots(1, 0, 0)))) as server:
             by_header = get(server.http_port, "/v1/admit", {"X-GPUWatch-Class": "critical"})
             query_wins = get(server.http_port, "/v1/admit?class=default", {"X-GPUWatch-Class": "critical"})
             neither = get(server.http_port, "/v1/admit")
         assert by_header.status == 200
         assert by_header.json()["class"] == "critical"
-        assert query_wins.status == 503
+        assert query_wins.status == 503  # the one critical slot is taken now
         assert neither.json()["class"] == "default"
 
     @pytest.mark.parametrize(
@@ -199,22 +232,27 @@ class TestAdmit:
         assert all(name in message for name in ("critical", "default", "sheddable"))
 
     def test_admissions_are_counted_per_decision_and_class(self):
-        with ServerThread(node(gpu(0, ELEVATED, pressure=0.5))) as server:
+        with ServerThread(node(gpu(0, ELEVATED, pressure=0.5, slots=Slots(2, 1, 0)))) as server:
             for _ in range(3):
                 get(server.http_port, "/v1/admit?class=sheddable")
             get(server.http_port, "/v1/admit/nginx?class=default")
+            get(server.http_port, "/v1/admit?class=default")
+            get(server.http_port, "/v1/admit?class=critical")
             get(server.http_port, "/v1/admit?class=gold")
             counts = server.board.tally.snapshot()
-        assert counts["deny", "sheddable"] == 3
-        assert counts["admit", "default"] == 1
-        assert sum(counts.values()) == 4
+        assert (counts["admit", "sheddable"], counts["deny", "sheddable"]) == (0, 3)
+        assert (counts["admit", "default"], counts["deny", "default"]) == (1, 1)  # one slot, then taken
+        assert counts["admit", "critical"] == 1  # the one critical slot the default job left
+        assert sum(counts.values()) == 6
 
-    def test_no_route_changes_the_state(self, cool):
+    def test_only_admissions_change_the_state(self, cool):
         before = get(cool.http_port, "/v1/state").body
-        for path in ("/v1/admit", "/v1/admit/nginx?gpu=0", "/v1/admit/envoy?class=sheddable", "/readyz", "/"):
+        for path in ("/v1/admit?dry_run=1", "/v1/admit/nginx?gpu=0&dry_run=true", "/readyz", "/", "/metrics"):
             for _ in range(5):
                 get(cool.http_port, path)
         assert get(cool.http_port, "/v1/state").body == before
+        get(cool.http_port, "/v1/admit/envoy?class=sheddable")
+        assert get(cool.http_port, "/v1/state").body != before
 
 
 class TestProbesAndDocs:

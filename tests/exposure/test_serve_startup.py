@@ -33,10 +33,28 @@ class TestRefusedStarts:
 
     def test_bad_config_names_file_line_and_key(self, tmp_path):
         config = tmp_path / "gpuwatch.toml"
-        config.write_text("[policy]\nhot_dwell_s = 5\nhot_dwel_s = 1\n")
+        config.write_text("[policy]\nstate_hold_s = 5\nstate_hold = 1\n")
         result = run_serve(*QUICK, *EPHEMERAL, f"--state-dir={tmp_path}", f"--config={config}")
         assert result.returncode == 2
-        assert f"{config}:3: policy.hot_dwel_s: unknown key" in result.stderr
+        assert f"{config}:3: policy.state_hold: unknown key" in result.stderr
+
+    @pytest.mark.parametrize(
+        ("setting", "replaced_by"),
+        [("hot_dwell_s = 30", "state_hold_s"), ("elevated_enter_margin_c = 15", "guard_c")],
+    )
+    def test_a_retired_setting_names_what_replaced_it(self, tmp_path, setting, replaced_by):
+        config = tmp_path / "gpuwatch.toml"
+        config.write_text(f"[policy]\nhorizon_s = 60\n{setting}\n")
+        result = run_serve(*QUICK, *EPHEMERAL, f"--state-dir={tmp_path}", f"--config={config}")
+        assert result.returncode == 2
+        key = setting.split(" = ")[0]
+        assert f"{config}:3: policy.{key}: retired: " in result.stderr
+        assert replaced_by in result.stderr
+
+    def test_a_retired_flag_is_refused_too(self, tmp_path):
+        result = run_serve(*QUICK, *EPHEMERAL, f"--state-dir={tmp_path}", "--policy.set", "hot_dwell_s=30")
+        assert result.returncode == 2
+        assert "policy.hot_dwell_s: retired: " in result.stderr
 
     def test_state_dir_that_cannot_be_created(self, tmp_path):
         blocker = tmp_path / "not-a-dir"
@@ -129,13 +147,21 @@ class TestServing:
 
     def test_sighup_rereads_the_config_and_keeps_running_on_a_bad_one(self, serve, tmp_path):
         config = tmp_path / "gpuwatch.toml"
-        config.write_text("[policy]\nhot_dwell_s = 5\n")
+        config.write_text("[policy]\nstate_hold_s = 5\n")
         daemon = serve(*QUICK, *EPHEMERAL, f"--state-dir={tmp_path}", f"--config={config}")
         port = daemon.port("HTTP")
-        config.write_text("[policy]\n\nhot_dwell_s = -1\n")
+        config.write_text("[policy]\n\nstate_hold_s = -1\n")
         daemon.process.send_signal(signal.SIGHUP)
-        daemon.wait_for_log(rf"keeping the running settings: {re.escape(str(config))}:3: policy\.hot_dwell_s")
-        config.write_text("[policy]\nhot_dwell_s = 1\n")
+        daemon.wait_for_log(
+            rf"keeping the running settings: {re.escape(str(config))}:3: policy\.state_hold_s"
+        )
+        config.write_text("[policy]\nstate_hold_s = 1\nhot_dwell_s = 30\n")  # a setting the slots retired
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for_log(
+            rf"keeping the running settings: {re.escape(str(config))}:3: "
+            r"policy\.hot_dwell_s: retired: .*state_hold_s"
+        )
+        config.write_text("[policy]\nstate_hold_s = 1\n")
         daemon.process.send_signal(signal.SIGHUP)
         daemon.wait_for_log("SIGHUP: reloaded")
         assert get(port, "/healthz").status == 200

@@ -93,9 +93,10 @@ def fault_table() -> Iterator[None]:
 class Fault:
     """One fault of the matrix: what it breaks, how it is injected and cleared, what must follow.
 
-    `node_admits` says whether the node still admits `default` work on another GPU (a FAILED GPU is
-    out of service; an UNKNOWN one holds the node back). `clear_delay_s` is how long after `clear`
-    the fault is over (a critical XID holds its GPU out for failed_xid_hold_s by design).
+    `node_admits` says whether the node still admits `default` work on another GPU: admission is
+    by each GPU's slots, and a FAILED or UNKNOWN GPU has none, so the others keep theirs.
+    `clear_delay_s` is how long after `clear` the fault is over (a critical XID holds its GPU out
+    for failed_xid_hold_s by design).
     """
 
     name: str
@@ -336,7 +337,7 @@ FAULTS = [
         state="unknown",
         inject=_only_temperature,
         clear=_everything_again,
-        node_admits=False,
+        node_admits=True,
         while_held=_temperature_only_served,
         note=(
             "GPU 3 keeps reporting its temperature; margin, power and the rest are absent (no "
@@ -349,7 +350,7 @@ FAULTS = [
         state="unknown",
         inject=_garbage,
         clear=_sane,
-        node_admits=False,
+        node_admits=True,
         while_held=_garbage_dropped,
         note="every implausible value is dropped and counted in gpuwatch_sample_dropped_values_total.",
     ),

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from int_procs import Child, HttpAnswer, Spawner, agent_line, free_port, http_get, wait_for
-from int_scenarios import COOL_NODE, HOT_NODE
+from int_scenarios import COOL_NODE, HOT_GUARDS, HOT_NODE
 from int_stub import StubGpuwatch
 
 GPUWATCH = [sys.executable, "-m", "gpuwatch"]
@@ -37,8 +38,13 @@ class Daemon:
     def agent(self) -> str:
         return agent_line(self.agent_port)
 
+    def state(self) -> dict[str, Any]:
+        """The /v1/state document."""
+        document: dict[str, Any] = json.loads(self.get("/v1/state").body)
+        return document
+
     def node_state(self) -> str:
-        return str(json.loads(self.get("/v1/state").body)["state"])
+        return str(self.state()["state"])
 
     def wait_for_state(self, *states: str, timeout_s: float = 10.0) -> str:
         """Poll /v1/state until the node is in one of `states`; returns that state."""
@@ -119,6 +125,6 @@ def cool_node(session_spawner: Spawner) -> Daemon:
 @pytest.fixture(scope="session")
 def hot_node(session_spawner: Spawner) -> Daemon:
     """A node of one steadily HOT H100 (admits only `critical`), shared by the tests that only read it."""
-    daemon = start_gpuwatch(session_spawner, "hot-node", HOT_NODE)
+    daemon = start_gpuwatch(session_spawner, "hot-node", HOT_NODE, HOT_GUARDS)
     daemon.wait_for_state("hot")
     return daemon

@@ -7,13 +7,11 @@ first-order plant (tau = 20 s): a real board's heat sink takes minutes, longer t
 
 from __future__ import annotations
 
-# `--config` for fast de-escalation (DESIGN's dwells are 30-120 s), so a mended node is back in
-# seconds.
-SHORT_DWELL_CONFIG = """
+# `--config` for a fast step down of the shown state (DESIGN's hold is 10 s), so a mended node
+# shows it in seconds.
+SHORT_HOLD_CONFIG = """
 [policy]
-elevated_dwell_s = 0.5
-hot_dwell_s = 0.5
-critical_dwell_s = 0.5
+state_hold_s = 0.5
 """
 
 # 485 W at 25 °C inlet: about 49 °C, a margin near 38 °C: OK.
@@ -28,8 +26,10 @@ jobs = 2
 arrival_per_s = 0.0
 """
 
-# 685 W at 50 °C inlet settles near 84 °C: a margin near 3 °C, HOT (admits only `critical`) but
-# not CRITICAL, from the first sample on (the simulator settles before its first reading).
+# 685 W at 50 °C inlet settles near 84 °C: a margin near 3 °C, not CRITICAL, from the first sample
+# on (the simulator settles before its first reading). 15 W under its 700 W cap, more jobs can add
+# at most 0.75 °C: with HOT_GUARDS, `critical` (guard 0) has the capped count of slots, so tests
+# sharing the node never run it out, and `default` (guard 10 °C) has none: HOT.
 HOT_NODE = """
 seed = 2
 inlet_c = 50.0
@@ -39,6 +39,14 @@ count = 1
 [load]
 jobs = 3
 arrival_per_s = 0.0
+"""
+
+
+HOT_GUARDS = """
+[policy]
+critical_guard_c = 0
+default_guard_c = 10
+sheddable_guard_c = 20
 """
 
 

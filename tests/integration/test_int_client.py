@@ -48,10 +48,10 @@ class TestAdmitAnswers:
             client.admit("gold")
 
     def test_class_names_are_normalised_before_asking(self, stub):
-        stub.replies["/v1/admit"] = admit_reply()
+        stub.replies["/v1/admit"] = held_back_reply(retry_after="5")
         client, _ = client_for(stub.url)
         client.admit(" Critical ")
-        assert client.admit("critical").from_cache
+        assert client.admit("critical").from_cache  # the same question, held back
         assert stub.queries == ["/v1/admit?class=critical"]
 
     @pytest.mark.parametrize(
@@ -78,18 +78,14 @@ class TestAdmitAnswers:
 
 
 class TestCaching:
-    """Answers younger than max_age_s are reused; after a 503 the client waits out Retry-After."""
+    """One admission per job: an admitted answer is never reused; after a 503 the client waits Retry-After."""
 
-    def test_answer_reused_until_max_age_then_asked_again(self, stub):
+    def test_an_admission_is_never_reused_for_another_job(self, stub):
         stub.replies["/v1/admit"] = admit_reply()
-        client, clock = client_for(stub.url, max_age_s=0.5)
-        client.admit()
-        clock.advance(0.4)
-        assert client.admit().from_cache
-        assert stub.hits["/v1/admit"] == 1
-        clock.advance(0.2)
-        assert not client.admit().from_cache
-        assert stub.hits["/v1/admit"] == 2
+        client, _ = client_for(stub.url, max_age_s=5.0)
+        answers = [client.admit() for _ in range(3)]
+        assert [(a.admitted, a.from_cache) for a in answers] == [(True, False)] * 3
+        assert stub.hits["/v1/admit"] == 3  # each job took its own slot
 
     def test_no_request_during_retry_after_and_answers_held_back_from_cache(self, stub):
         stub.replies["/v1/admit"] = held_back_reply(retry_after="5")
@@ -113,12 +109,13 @@ class TestCaching:
         client.admit("default", gpu=1)
         assert stub.hits["/v1/admit"] == 3
 
-    def test_max_age_zero_asks_every_time(self, stub):
-        stub.replies["/v1/admit"] = admit_reply()
-        client, _ = client_for(stub.url, max_age_s=0.0)
-        client.admit()
-        client.admit()
-        assert stub.hits["/v1/admit"] == 2
+    def test_a_failure_to_ask_is_reused_for_max_age(self):
+        client, clock = client_for(f"http://127.0.0.1:{free_port()}", fail_open=False, max_age_s=0.5)
+        assert client.admit().fallback
+        clock.advance(0.4)
+        assert client.admit().from_cache  # a dead daemon is not asked again at once
+        clock.advance(0.2)
+        assert not client.admit().from_cache
 
 
 class TestFallback:
@@ -169,25 +166,36 @@ class TestFallback:
         assert stub.hits["/v1/admit"] == 1
 
 
+def admit_from_threads(client: GpuwatchClient, count: int) -> list:
+    """`count` threads released at once, each calling `client.admit()`; their answers."""
+    results = []
+    barrier = threading.Barrier(count)
+
+    def ask():
+        barrier.wait()
+        results.append(client.admit())
+
+    threads = [threading.Thread(target=ask) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    return results
+
+
 class TestThreads:
-    """Concurrent callers share one request and all get its answer."""
+    """Concurrent callers share a held-back answer; each admission is asked for on its own."""
 
-    def test_twenty_threads_one_request(self, stub):
-        stub.replies["/v1/admit"] = Reply(**{**admit_reply(gpu=5).__dict__, "delay_s": 0.3})
-        client = GpuwatchClient(stub.url, fail_open=False, max_age_s=5.0)
-        results = []
-        barrier = threading.Barrier(20)
+    def test_twenty_threads_admitted_twenty_requests(self, stub):
+        stub.replies["/v1/admit"] = admit_reply(gpu=5)
+        results = admit_from_threads(GpuwatchClient(stub.url, fail_open=False, max_age_s=5.0), 20)
+        assert [(result.gpu, result.from_cache) for result in results] == [(5, False)] * 20
+        assert stub.hits["/v1/admit"] == 20
 
-        def ask():
-            barrier.wait()
-            results.append(client.admit())
-
-        threads = [threading.Thread(target=ask) for _ in range(20)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=10)
-        assert [result.gpu for result in results] == [5] * 20
+    def test_twenty_threads_held_back_one_request(self, stub):
+        stub.replies["/v1/admit"] = Reply(**{**held_back_reply(retry_after="5").__dict__, "delay_s": 0.3})
+        results = admit_from_threads(GpuwatchClient(stub.url, fail_open=False, max_age_s=5.0), 20)
+        assert [result.admitted for result in results] == [False] * 20
         assert stub.hits["/v1/admit"] == 1
 
 

@@ -10,7 +10,7 @@ import pytest
 from int_apps import NamedApp
 from int_procs import Spawner, free_port, http_get, wait_for
 from int_readme import integration_block, with_addresses
-from int_scenarios import COOL_NODE, SHORT_DWELL_CONFIG, cooling_fault
+from int_scenarios import COOL_NODE, SHORT_HOLD_CONFIG, cooling_fault
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 AGENT_INTER_S = 0.5  # `agent-inter 500ms` in README's block
@@ -55,6 +55,14 @@ class Haproxy:
 
     def server_status(self, name: str) -> str:
         """The server's status column from `show stat` on the stats socket (UP, DRAIN, ...)."""
+        return self.server_stat(name, "status")
+
+    def server_weight(self, name: str) -> int:
+        """The server's effective weight from `show stat` (the agent's percentage of 100)."""
+        return int(self.server_stat(name, "weight"))
+
+    def server_stat(self, name: str, column: str) -> str:
+        """One column of the server's row in `show stat` on the stats socket."""
         with socket.socket(socket.AF_UNIX) as connection:
             connection.connect(str(self.stats_socket))
             connection.sendall(b"show stat\n")
@@ -64,7 +72,7 @@ class Haproxy:
         rows = [line.split(",") for line in b"".join(chunks).decode().splitlines()]
         header = rows[0]
         row = next(r for r in rows if r[:2] == ["gpu_nodes", name])
-        return row[header.index("status")]
+        return row[header.index(column)]
 
 
 @pytest.fixture
@@ -86,12 +94,42 @@ def wait_for_agent(daemon, prefix: str) -> float:
 
 
 class TestHaproxyAgentCheck:
-    """A node whose GPU overheats is drained within three agent intervals, and returns when cool."""
+    """A node whose GPU overheats is drained within three agent intervals, and returns when cool.
+
+    Its weight follows its free `default` slots: admissions taking them turn it down, then drain it.
+    """
+
+    def test_weight_drops_as_admissions_take_the_slots(self, spawner, gpuwatch_serve, apps):
+        # Cool GPUs, power-capped below any heat risk: each offers max_slots = 4 `default` slots,
+        # 8 a node, so full weight (8 free slots per GPU) is never reached: 8 of 16 is 50 %.
+        config = f"{SHORT_HOLD_CONFIG}max_slots = 4\n"
+        taken = gpuwatch_serve(COOL_NODE, config=config)
+        spare = gpuwatch_serve(COOL_NODE, config=config)
+        for daemon in (taken, spare):
+            daemon.wait_for_state("ok")
+            wait_for(lambda d=daemon: d.state()["slots"]["default"] == 8, what="8 default slots")
+        haproxy = Haproxy(spawner, apps, [taken.agent_port, spare.agent_port])
+        wait_for(lambda: haproxy.server_weight("node1") == 50, what="node1 at weight 50")
+        weights = []
+        for admitted in range(1, 9):
+            answer = taken.get("/v1/admit?class=default")
+            assert answer.status == 200
+            assert answer.headers["x-gpuwatch-slots"] == str(8 - admitted)
+            if admitted in (4, 6):
+                expected = round(100 * (8 - admitted) / 16)
+                wait_for(lambda e=expected: haproxy.server_weight("node1") == e, what=f"weight {expected}")
+                weights.append(haproxy.server_weight("node1"))
+        wait_for(lambda: haproxy.server_status("node1") == "DRAIN (agent)", what="node1 drained")
+        assert weights == [25, 12]
+        assert taken.state()["slots"]["default"] == 0
+        assert sum(g["reserved"] for g in taken.state()["gpus"]) == 8
+        assert taken.get("/v1/admit?class=default").status == 503
+        assert (haproxy.server_status("node2"), haproxy.server_weight("node2")) == ("UP", 50)
 
     @pytest.mark.slow
     def test_hot_node_drained_then_back_after_recovery(self, spawner, gpuwatch_serve, apps):
-        faulty = gpuwatch_serve(cooling_fault(FAULT_AT_S, RECOVERED_AT_S), config=SHORT_DWELL_CONFIG)
-        healthy = gpuwatch_serve(COOL_NODE, config=SHORT_DWELL_CONFIG)
+        faulty = gpuwatch_serve(cooling_fault(FAULT_AT_S, RECOVERED_AT_S), config=SHORT_HOLD_CONFIG)
+        healthy = gpuwatch_serve(COOL_NODE, config=SHORT_HOLD_CONFIG)
         faulty.wait_for_state("ok", timeout_s=FAULT_AT_S)
         healthy.wait_for_state("ok")
         haproxy = Haproxy(spawner, apps, [faulty.agent_port, healthy.agent_port])

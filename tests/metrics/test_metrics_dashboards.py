@@ -84,6 +84,8 @@ class TestDashboard:
             "gpuwatch_gpu_state",
             "gpuwatch_node_state",
             "gpuwatch_admissions_total",
+            "gpuwatch_gpu_slots",
+            "gpuwatch_gpu_reserved_jobs",
             "gpuwatch_gpu_power_limit_watts",
             "gpuwatch_gpu_sustainable_power_watts",
             "gpuwatch_gpu_temperature_celsius",

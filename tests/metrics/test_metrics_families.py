@@ -15,8 +15,10 @@ from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.metrics.collector import GpuwatchCollector, Observation
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.metrics.live import LiveCollector
+from gpuwatch.exposure.publication import Publication
+from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.tally import AdmissionTally, tally_slot
-from gpuwatch.policy.decision import PriorityClass, ThermalState
+from gpuwatch.policy.decision import PriorityClass, Slots, ThermalState
 
 
 class TestDecision:
@@ -105,7 +107,9 @@ class TestLiveFamilies:
         tally.counts[tally_slot(PriorityClass.SHEDDABLE, admitted=False)] += 2
         decision = node(gpu(0))
         fresh = CollectorRegistry()
-        fresh.register(LiveCollector(tally, lambda: decision, lambda: decision.decided_at))
+        fresh.register(
+            LiveCollector(tally, lambda: Publication(decision, "sim:test"), lambda: decision.decided_at)
+        )
         got = {
             (d, c): fresh.get_sample_value("gpuwatch_admissions_total", {"decision": d, "class": c})
             for d in ("admit", "deny")
@@ -120,10 +124,39 @@ class TestLiveFamilies:
         decision = dataclasses.replace(node(gpu(0)), sample_age_s=0.5, decided_at=100.0)
         now = [100.0]
         fresh = CollectorRegistry()
-        fresh.register(LiveCollector(AdmissionTally(), lambda: decision, lambda: now[0]))
+        fresh.register(
+            LiveCollector(AdmissionTally(), lambda: Publication(decision, "sim:test"), lambda: now[0])
+        )
         assert fresh.get_sample_value("gpuwatch_sample_age_seconds") == 0.5
         now[0] = 104.0
         assert fresh.get_sample_value("gpuwatch_sample_age_seconds") == 4.5
+
+    def test_slots_and_reservations_follow_the_admissions_taken(self):
+        book = ReservationBook(horizon_s=60.0)
+        decision = node(gpu(0, slots=Slots(4, 3, 1), reserved=1), gpu(1, slots=Slots(2, 1, 0)))
+        publication = Publication(decision, "sim:test", book)
+        fresh = CollectorRegistry()
+        fresh.register(LiveCollector(AdmissionTally(), lambda: publication, lambda: decision.decided_at))
+
+        def slots(index: int) -> dict[str, float | None]:
+            labels = {"gpu": str(index), "uuid": f"GPU-test-{index:04d}"}
+            return {
+                cls.value: fresh.get_sample_value("gpuwatch_gpu_slots", {**labels, "class": cls.value})
+                for cls in PriorityClass
+            }
+
+        def reserved(index: int) -> float | None:
+            return fresh.get_sample_value(
+                "gpuwatch_gpu_reserved_jobs", {"gpu": str(index), "uuid": f"GPU-test-{index:04d}"}
+            )
+
+        assert slots(0) == {"critical": 4, "default": 3, "sheddable": 1}
+        assert (reserved(0), reserved(1)) == (1, 0)
+        book.take(0)
+        book.take(0)
+        assert slots(0) == {"critical": 2, "default": 1, "sheddable": 0}
+        assert slots(1) == {"critical": 2, "default": 1, "sheddable": 0}
+        assert (reserved(0), reserved(1)) == (3, 0)
 
 
 class TestExposition:

@@ -39,7 +39,7 @@ gpus = [1]
 cooling_factor = 3.0
 inlet_c = 45.0
 """
-SHORT_DWELLS = "[policy]\nelevated_dwell_s = 2\nhot_dwell_s = 2\ncritical_dwell_s = 2\n"
+SHORT_HOLD = "[policy]\nstate_hold_s = 2\n"
 ALERT_TIMEOUT_S = 40.0
 DATA_TIMEOUT_S = 20.0
 # Queries of NVIDIA's dcgm-exporter Grafana dashboard (grafana/dcgm-exporter-dashboard.json).
@@ -70,7 +70,7 @@ def stack(tmp_path_factory):
     """Prometheus, and the targets it scrapes by daemon name; admit traffic runs meanwhile."""
     folder = tmp_path_factory.mktemp("prometheus")
     (folder / "fault.toml").write_text(FAULT)
-    (folder / "policy.toml").write_text(SHORT_DWELLS)
+    (folder / "policy.toml").write_text(SHORT_HOLD)
     common = ("--interval=0.5", "--web.listen-address=127.0.0.1:0", "--agent.listen-address=", "--state-dir=")
     recording = xid_recording(folder)
     daemons = {

@@ -100,11 +100,15 @@ class TestRoute:
 
     def test_admissions_are_counted(self, server):
         before = samples(get(server.http_port, "/metrics").body, "gpuwatch_admissions_total")
-        for _ in range(3):
-            get(server.http_port, "/v1/admit?class=sheddable")
+        answers = [get(server.http_port, "/v1/admit?class=sheddable").status for _ in range(3)]
+        get(server.http_port, "/v1/admit?class=sheddable&dry_run=1")  # asks, takes nothing, is not counted
         after = samples(get(server.http_port, "/metrics").body, "gpuwatch_admissions_total")
-        key = (("class", "sheddable"), ("decision", "deny"))
-        assert after[key] - before[key] == 3
+        counted = {
+            decision: after[(("class", "sheddable"), ("decision", decision))]
+            - before[(("class", "sheddable"), ("decision", decision))]
+            for decision in ("admit", "deny")
+        }
+        assert counted == {"admit": answers.count(200), "deny": answers.count(503)}
 
     def test_landing_page_and_openapi_name_it(self, server):
         assert b'href="/metrics"' in get(server.http_port, "/").body

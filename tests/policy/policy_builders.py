@@ -65,5 +65,15 @@ def drive(
     ]
 
 
+# DESIGN §2's starting guards, wider apart than the tuned defaults, so that a test can put a
+# margin between two of them: the mechanics under test do not depend on the tuning.
+WIDE_GUARDS = {"critical_guard_c": 1.0, "default_guard_c": 3.0, "sheddable_guard_c": 8.0}
+
+
+def wide_config(**settings: object) -> PolicyConfig:
+    """A PolicyConfig with WIDE_GUARDS unless `settings` say otherwise."""
+    return PolicyConfig(**{**WIDE_GUARDS, **settings})  # type: ignore[arg-type]
+
+
 def policy(**settings: object) -> Policy:
-    return Policy(PolicyConfig(**settings), interval_s=1.0)  # type: ignore[arg-type]
+    return Policy(wide_config(**settings), interval_s=1.0)

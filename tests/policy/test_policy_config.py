@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from gpuwatch.policy.config import DEFAULT_CRITICAL_XIDS, PolicyConfig, PolicyConfigError
+from gpuwatch.policy.config import DEFAULT_CRITICAL_XIDS, RETIRED, PolicyConfig, PolicyConfigError
+from gpuwatch.policy.decision import PriorityClass
+
+GUARDS = (0.5, 0.85, 1.25)  # critical, default, sheddable: tuned from DESIGN §2's 1/3/8
 
 
 class TestDefaults:
-    """The defaults are DESIGN §2's table."""
+    """The defaults: DESIGN §2's guards, slots and hold, and the model's priors."""
 
     def test_design_defaults(self):
         c = PolicyConfig()
-        assert (c.elevated_enter_margin_c, c.elevated_enter_predicted_margin_c) == (15.0, 10.0)
-        assert (c.elevated_leave_margin_c, c.elevated_leave_predicted_margin_c, c.elevated_dwell_s) == (
-            20.0,
-            15.0,
-            30.0,
-        )
-        assert (
-            c.hot_enter_margin_c,
-            c.hot_enter_time_to_slowdown_s,
-            c.hot_leave_margin_c,
-            c.hot_dwell_s,
-        ) == (8.0, 30.0, 13.0, 60.0)
-        assert (c.critical_enter_margin_c, c.critical_leave_margin_c, c.critical_dwell_s) == (0.0, 8.0, 120.0)
+        assert (c.critical_guard_c, c.default_guard_c, c.sheddable_guard_c) == GUARDS
+        assert (c.max_slots, c.state_hold_s) == (32, 10.0)
         assert (c.stale_after_intervals, c.fail_open, c.horizon_s, c.node_k) == (3.0, False, 60.0, 1)
         assert (c.resistance_prior_c_per_w, c.slope_min_samples) == (0.05, 10)
         # Not DESIGN's example tau of 20 s: the model's one time constant is the heat sink's, and
@@ -34,6 +26,10 @@ class TestDefaults:
         assert c.critical_xids == DEFAULT_CRITICAL_XIDS
         assert {48, 79}.issubset(c.critical_xids)
         assert 13 not in c.critical_xids  # an application error says nothing about the GPU
+
+    def test_guard_per_class(self):
+        c = PolicyConfig(critical_guard_c=0.5, default_guard_c=2.0, sheddable_guard_c=6.0)
+        assert [c.guard_c(cls) for cls in PriorityClass] == [0.5, 2.0, 6.0]
 
 
 class TestFromMapping:
@@ -54,22 +50,23 @@ class TestFromMapping:
         ("values", "message"),
         [
             ({"horizn_s": 60}, "policy.horizn_s: unknown key; did you mean 'horizon_s'?"),
-            ({"zzz": 1}, "policy.zzz: unknown key; valid keys: critical_dwell_s"),
+            ({"zzz": 1}, "policy.zzz: unknown key; valid keys: critical_guard_c"),
             ({"horizon_s": "long"}, "policy.horizon_s: must be a number, got 'long'"),
             ({"horizon_s": True}, "policy.horizon_s: must be a number, got True"),
             ({"fail_open": 1}, "policy.fail_open: must be true or false, got 1"),
             ({"node_k": 1.5}, "policy.node_k: must be a whole number, got 1.5"),
             ({"critical_xids": [79, "x"]}, "policy.critical_xids: must be a list of whole numbers"),
             ({"horizon_s": 0}, "policy.horizon_s: must be > 0, got 0.0"),
-            ({"hot_dwell_s": -1}, "policy.hot_dwell_s: must be >= 0, got -1.0"),
+            ({"state_hold_s": -1}, "policy.state_hold_s: must be >= 0, got -1.0"),
             (
-                {"hot_enter_margin_c": 20},
-                "policy.hot_enter_margin_c: must be below elevated_enter_margin_c (15), got 20.0",
+                {"default_guard_c": 0.25},
+                "policy.default_guard_c: must be at least critical_guard_c (0.5), got 0.25",
             ),
             (
-                {"hot_leave_margin_c": 5},
-                "policy.hot_leave_margin_c: must be above hot_enter_margin_c (8), got 5.0",
+                {"critical_guard_c": 5},
+                "policy.critical_guard_c: must be at most default_guard_c (0.85), got 5.0",
             ),
+            ({"max_slots": 0}, "policy.max_slots: must be >= 1, got 0"),
             ({"slope_min_samples": 3}, "policy.slope_min_samples: must be >= 10"),
             ({"retry_after_max_s": 0.5}, "policy.retry_after_max_s: must be >= retry_after_min_s"),
             ({"retry_after_jitter_ratio": 1.0}, "policy.retry_after_jitter_ratio: must be in [0, 1)"),
@@ -85,5 +82,26 @@ class TestFromMapping:
         assert caught.value.key == next(iter(values)) or "did you mean" in message
 
     def test_direct_construction_is_validated_too(self):
-        with pytest.raises(PolicyConfigError, match="critical_leave_margin_c"):
-            PolicyConfig(critical_leave_margin_c=-1.0)
+        with pytest.raises(PolicyConfigError, match="sheddable_guard_c"):
+            PolicyConfig(sheddable_guard_c=0.8)
+
+
+class TestRetired:
+    """The state ladder's settings are refused by name, with what replaced them; none is ignored."""
+
+    @pytest.mark.parametrize("key", sorted(RETIRED))
+    def test_each_retired_key_is_refused_with_its_replacement(self, key):
+        with pytest.raises(PolicyConfigError) as caught:
+            PolicyConfig.from_mapping({key: 30})
+        assert caught.value.key == key
+        message = str(caught.value)
+        assert message.startswith(f"policy.{key}: retired: ")
+        assert "guard_c" in message or "state_hold_s" in message or "margin <= 0" in message
+
+    def test_a_dwell_names_the_hold(self):
+        with pytest.raises(PolicyConfigError, match="state_hold_s"):
+            PolicyConfig.from_mapping({"hot_dwell_s": 30})
+
+    def test_a_threshold_names_the_guards(self):
+        with pytest.raises(PolicyConfigError, match="default_guard_c"):
+            PolicyConfig.from_mapping({"elevated_enter_margin_c": 15})

@@ -1,4 +1,4 @@
-"""Tests of the policy engine: snapshots to decisions, UNKNOWN and FAILED, k-of-n, and expire()."""
+"""The policy engine: snapshots (and reservation ledgers) to decisions; UNKNOWN, FAILED, k-of-n, expire()."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ALL_CLASSES, PriorityClass, ThermalState
 from gpuwatch.policy.engine import Policy, expire
+from gpuwatch.policy.reservations import Ledger
 from gpuwatch.sampler import Sampler
 from gpuwatch.sources.sim import open_sim
 
 SCENARIOS = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"
-
-CRITICAL_ONLY = frozenset({PriorityClass.CRITICAL})
+NOTHING = frozenset[PriorityClass]()
 
 
 def one(policy_: Policy, at: float, **kwargs) -> ThermalState:
@@ -28,7 +28,7 @@ def one(policy_: Policy, at: float, **kwargs) -> ThermalState:
 
 
 class TestDecisionFields:
-    """A decision fills every GpuDecision and NodeDecision field from the snapshot and the prediction."""
+    """A decision fills every GpuDecision and NodeDecision field from the snapshot and the forecast."""
 
     def test_every_field_is_filled_once_history_exists(self):
         decision = drive(policy(), [30.0] * 20)[-1]
@@ -36,8 +36,10 @@ class TestDecisionFields:
         assert (gpu.index, gpu.uuid, gpu.name) == (0, "GPU-test-0", "Test GPU")
         assert gpu.state is ThermalState.OK
         assert gpu.admits == ALL_CLASSES
+        assert gpu.slots.sheddable > 0
+        assert (gpu.reserved, gpu.reservations_counted) == (0, 0)
         assert gpu.reasons == (reasons.WITHIN_LIMITS,)
-        assert gpu.sentence.startswith("GPU 0 is ok")
+        assert gpu.sentence.startswith("GPU 0 is ok: margin 30 °C; room for")
         assert (gpu.margin_c, gpu.memory_margin_c, gpu.power_w, gpu.power_limit_w) == (
             30.0,
             40.0,
@@ -51,21 +53,22 @@ class TestDecisionFields:
         assert gpu.state_since == 0.0
         assert gpu.sampled_at == 19.0
         assert gpu.prediction_basis == "model"
+        assert gpu.job_power_w == 175.0  # a quarter of the limit until a step is seen
         assert 0.0 < gpu.pressure < 1.0
         assert (decision.sequence, decision.decided_at, decision.sample_age_s) == (20, 19.0, 0.0)
+        assert decision.slots == gpu.slots
 
-    def test_retry_after_is_the_rest_of_the_dwell_for_default(self):
-        # A quick plant (tau 20 s, no die term) cools within HOT's dwell, so the dwell decides.
-        p = policy(tau_prior_s=20.0, die_share_prior=0.0)
-        decisions = drive(p, [30.0] * 5 + [5.0] + [14.0] * 40)
-        gpu = decisions[-1].gpus[0]
-        ladder = p._tracks["GPU-test-0"].ladder
+    def test_a_hot_gpu_is_told_when_it_gets_slots_back(self):
+        gpu = drive(policy(), [30.0] * 5 + [6.0] * 5, power_w=600.0)[-1].gpus[0]
         assert gpu.state is ThermalState.HOT
-        assert ladder.leave_held_since is not None
-        assert gpu.retry_after_s == pytest.approx(60.0 - (45.0 - ladder.leave_held_since))
-        # Held back, the GPU cools past 20 °C before HOT's dwell ends; then ELEVATED's 30 s follow.
-        assert gpu.retry_after_for(PriorityClass.SHEDDABLE) == pytest.approx(gpu.retry_after_s + 30.0)
-        assert gpu.retry_after_for(PriorityClass.CRITICAL) is None
+        assert gpu.slots.default == 0
+        assert gpu.admits <= {PriorityClass.CRITICAL}
+        assert {cls for cls, _ in gpu.retry_after_by_class} >= {
+            PriorityClass.DEFAULT,
+            PriorityClass.SHEDDABLE,
+        }
+        assert all(1.0 <= seconds <= 120.0 for _, seconds in gpu.retry_after_by_class)
+        assert gpu.pressure == 1.0
 
 
 class TestPowerCap:
@@ -78,22 +81,39 @@ class TestPowerCap:
         gpu = decisions[-1].gpus[0]
         assert gpu.state is ThermalState.OK
         assert gpu.admits == ALL_CLASSES
+        assert gpu.slots.sheddable == PolicyConfig().max_slots  # more jobs cannot draw more power
         assert "sw_power_cap" in gpu.clock_event_reasons
 
 
+class TestShownState:
+    """The shown state steps down only after the hold; admission reads the slots at once."""
+
+    def test_hot_is_shown_for_the_hold_while_the_slots_are_back(self):
+        p = policy(state_hold_s=10.0)
+        decisions = drive(p, [30.0] * 3 + [6.0] + [30.0] * 12, power_w=400.0)
+        states = [d.gpus[0].state for d in decisions]
+        assert states[3] is ThermalState.HOT
+        assert states[4:14] == [ThermalState.HOT] * 10
+        assert states[14] is ThermalState.OK
+        held = decisions[6].gpus[0]
+        assert held.reasons[0] == reasons.STATE_HOLD
+        assert held.admits == ALL_CLASSES  # admission does not wait on the hold
+        assert "shown hot" in held.sentence
+
+
 class TestUnknown:
-    """A GPU with no fresh reading is UNKNOWN: treated as HOT, or admitting everything when failing open."""
+    """A GPU with no fresh reading is UNKNOWN: it admits nothing, or everything when failing open."""
 
     @pytest.mark.parametrize(("age", "state"), [(3.0, ThermalState.OK), (3.1, ThermalState.UNKNOWN)])
     def test_stale_after_three_intervals(self, age, state):
         assert one(policy(), 10.0, value=reading(10.0 - age)) is state
 
-    def test_unknown_admits_only_critical(self):
+    def test_unknown_admits_nothing(self):
         gpu = policy().update(snapshot(10.0, sample(0, None))).gpus[0]
         assert gpu.state is ThermalState.UNKNOWN
-        assert gpu.admits == CRITICAL_ONLY
+        assert gpu.admits == NOTHING
         assert gpu.reasons == (reasons.NO_READING,)
-        assert gpu.pressure >= 0.8
+        assert gpu.pressure == 1.0
         assert gpu.retry_after_s is not None
 
     def test_fail_open_admits_everything(self):
@@ -116,27 +136,11 @@ class TestUnknown:
         gpu = policy().update(snapshot(0.0, sample(0, reading(0.0, None)))).gpus[0]
         assert (gpu.state, gpu.reasons) == (ThermalState.UNKNOWN, (reasons.NO_MARGIN,))
 
-    def test_fresh_reading_returns_to_the_ladder_level_with_its_dwell_restarted(self):
-        p = policy()
-        drive(p, [30.0] * 5 + [10.0] + [25.0] * 20)  # ELEVATED, leave condition held 20 s of 30
-        assert one(p, 30.0, value=reading(25.0, 25.0)) is ThermalState.UNKNOWN
-        states = [one(p, 31.0 + i, value=reading(31.0 + i, 25.0)) for i in range(31)]
-        assert states[:30] == [ThermalState.ELEVATED] * 30
-        assert states[30] is ThermalState.OK
-
-    def test_an_unseen_gap_restarts_the_dwell(self):
-        p = policy()
-        drive(p, [30.0] * 5 + [10.0] + [25.0] * 20)  # ELEVATED, leave condition held 20 s of 30
-        # The next reading comes 10 s later with no snapshot in between: nobody saw those seconds.
-        states = [one(p, 35.0 + i, value=reading(35.0 + i, 25.0)) for i in range(31)]
-        assert states[:30] == [ThermalState.ELEVATED] * 30
-        assert states[30] is ThermalState.OK
-
     def test_no_gpus_is_unknown(self):
         decision = policy().update(snapshot(0.0))
         assert decision.state is ThermalState.UNKNOWN
         assert decision.reasons == (reasons.NO_GPUS,)
-        assert decision.admits == CRITICAL_ONLY
+        assert decision.admits == NOTHING
 
 
 class TestFailed:
@@ -156,7 +160,7 @@ class TestFailed:
         gpu = policy().update(snapshot(0.0, sample(0, **kwargs))).gpus[0]
         assert gpu.state is ThermalState.FAILED
         assert code in gpu.reasons
-        assert gpu.admits == frozenset()
+        assert gpu.admits == NOTHING
         assert gpu.pressure == 1.0
 
     def test_application_xid_is_not_a_failure(self):
@@ -185,13 +189,51 @@ class TestFailed:
     def test_all_failed_is_a_failed_node(self):
         decision = policy().update(snapshot(0.0, sample(0, None, health=GpuHealth.LOST)))
         assert decision.state is ThermalState.FAILED
-        assert decision.admits == frozenset()
+        assert decision.admits == NOTHING
+
+
+class TestReservations:
+    """Admissions in the ledger count against the slots until the samples show them; a lost GPU drops them."""
+
+    def test_reserved_admissions_come_off_the_slots(self):
+        p = policy()
+        drive(p, [20.0] * 10, power_w=100.0)
+        free = p.update(snapshot(10.0, sample(0, reading(10.0, 20.0, power_w=100.0)), sequence=11)).gpus[0]
+        ledger = Ledger(2, ((1, 10.5), (2, 10.6)))
+        booked = p.update(
+            snapshot(11.0, sample(0, reading(11.0, 20.0, power_w=100.0)), sequence=12), {0: ledger}
+        )
+        gpu = booked.gpus[0]
+        assert (gpu.reserved, gpu.reservations_counted) == (2, 2)
+        assert (
+            2 <= free.slots.default < PolicyConfig().max_slots
+        )  # not the cap: the limit is not safe at 20 °C
+        assert gpu.slots.default == free.slots.default - 2
+        assert gpu.pressure > free.pressure
+
+    def test_a_step_of_their_power_shows_them(self):
+        p = policy(job_power_w=200.0)
+        drive(p, [30.0] * 10, power_w=100.0)
+        ledger = Ledger(2, ((1, 9.5), (2, 9.6)))
+        gpu = p.update(
+            snapshot(10.0, sample(0, reading(10.0, 26.0, power_w=500.0)), sequence=11), {0: ledger}
+        ).gpus[0]
+        assert gpu.reserved == 0
+
+    def test_a_failed_gpu_keeps_none(self):
+        p = policy()
+        drive(p, [30.0] * 3)
+        ledger = Ledger(3, ((1, 3.5), (2, 3.6), (3, 3.7)))
+        gpu = p.update(snapshot(4.0, sample(0, None, health=GpuHealth.LOST), sequence=4), {0: ledger}).gpus[0]
+        assert (gpu.reserved, gpu.reservations_counted) == (0, 3)
+        gpu = p.update(snapshot(5.0, sample(0, reading(5.0)), sequence=5), {0: ledger}).gpus[0]
+        assert gpu.reserved == 0  # dropped for good, not counted again once it is back
 
 
 class TestKOfN:
-    """The node state is the worst state held by at least k in-service GPUs."""
+    """The node state is the worst shown state held by at least k in-service GPUs."""
 
-    MARGINS = (5.0, 12.0, 30.0, 30.0)  # HOT, ELEVATED, OK, OK
+    MARGINS = (5.0, 12.0, 30.0, 30.0)  # HOT, ELEVATED, OK, OK at 400 W of 700
 
     @pytest.mark.parametrize(
         ("k", "state"),
@@ -206,8 +248,9 @@ class TestKOfN:
     def test_node_reasons_come_from_the_gpus_in_the_node_state(self):
         samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
         decision = policy().update(snapshot(0.0, *samples))
-        assert decision.reasons == (reasons.MARGIN_BELOW_HOT,)
+        assert decision.reasons == (reasons.NO_DEFAULT_SLOT,)
         assert decision.sentence.startswith("Node is hot: GPU 0 is hot")
+        assert decision.admits == ALL_CLASSES  # the cool GPUs still have slots for every class
 
     def test_node_outvoting_its_worst_gpu_says_so(self):
         samples = [sample(i, reading(0.0, margin)) for i, margin in enumerate(self.MARGINS)]
@@ -248,7 +291,8 @@ class TestExpire:
         decision = drive(policy(), [30.0] * 3)[-1]
         expired = expire(decision, 5.1, PolicyConfig(), 1.0)
         assert expired.state is ThermalState.UNKNOWN
-        assert expired.admits == CRITICAL_ONLY
+        assert expired.admits == NOTHING
+        assert expired.slots.critical == 0
         assert expired.gpus[0].reasons == (reasons.STALE_SAMPLE,)
         assert expired.gpus[0].margin_c == 30.0
         assert expired.gpus[0].predicted_margin_c is None  # predictions from a stale reading are dropped
@@ -270,9 +314,9 @@ class TestExpire:
 
 
 class TestSimulatedFault:
-    """On the shipped cooling-fault scenario the failing GPU is held back before it slows down, alone."""
+    """On the shipped cooling-fault scenario the failing GPU loses its slots before it slows down, alone."""
 
-    def test_hot_before_slowdown_and_only_there(self):
+    def test_no_default_slot_before_slowdown_and_only_there(self):
         clock = ManualClock()
         sampler = Sampler(open_sim(str(SCENARIOS / "cooling-fault.toml"), clock), interval_s=1.0, clock=clock)
         p = Policy(PolicyConfig(), 1.0)
@@ -282,7 +326,7 @@ class TestSimulatedFault:
             for t in range(900):
                 decision = p.update(sampler.sample_once())
                 gpu = decision.gpus[3]
-                if hot_at is None and gpu.state.severity >= ThermalState.HOT.severity:
+                if hot_at is None and gpu.slots.default == 0:
                     hot_at = t
                 if slowdown_at is None and gpu.margin_c <= 0:
                     slowdown_at = t
@@ -291,5 +335,5 @@ class TestSimulatedFault:
         finally:
             sampler.stop()
         assert slowdown_at is not None
-        assert slowdown_at - hot_at >= 10  # held back at least 10 s before the slowdown
+        assert slowdown_at - hot_at >= 60  # held back a minute or more before the slowdown
         assert others == {ThermalState.OK}

@@ -1,185 +1,104 @@
-"""Tests of the per-GPU state machine: the state table, escalation, hysteresis and dwell."""
+"""The states stage: states read off the slots, and the shown state that steps down only after a hold."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_policy_slots import outlook
 
+from gpuwatch.model import ClockEventReason
 from gpuwatch.policy import reasons
-from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ThermalState
-from gpuwatch.policy.states import (
-    LADDER,
-    Ladder,
-    Observation,
-    dwell_s,
-    enter_reasons,
-    leave_holds,
-    step,
-    target_level,
-)
+from gpuwatch.policy.slots import headroom
+from gpuwatch.policy.states import Shown, step, thermal_state
 
-OK, ELEVATED, HOT, CRITICAL = LADDER
-CONFIG = PolicyConfig()
+OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
+UNKNOWN, FAILED = ThermalState.UNKNOWN, ThermalState.FAILED
+HOLD_S = 10.0
 
 
-def at_level(level: ThermalState) -> Ladder:
-    return Ladder(level, since=0.0)
-
-
-def hold(ladder: Ladder, obs: Observation, seconds: int, start: float = 1.0) -> list[Ladder]:
-    """The ladder stepped once a second for `seconds` readings of `obs`."""
-    trail = []
-    for i in range(seconds):
-        ladder = step(ladder, obs, start + i, CONFIG)
-        trail.append(ladder)
-    return trail
-
-
-class TestEnterTable:
-    """Each state is entered exactly at its DESIGN §2 thresholds, with the matching reason code."""
+class TestThermalState:
+    """Which classes have a slot decides the state; slowdown and an exhausted margin decide before."""
 
     @pytest.mark.parametrize(
-        ("obs", "level", "code"),
+        ("margin", "state", "code"),
         [
-            (Observation(margin_c=15.0), OK, reasons.WITHIN_LIMITS),
-            (Observation(margin_c=14.9), ELEVATED, reasons.MARGIN_BELOW_ELEVATED),
-            (Observation(margin_c=30.0, predicted_margin_c=10.0), OK, reasons.WITHIN_LIMITS),
-            (
-                Observation(margin_c=30.0, predicted_margin_c=9.9),
-                ELEVATED,
-                reasons.PREDICTED_MARGIN_BELOW_ELEVATED,
-            ),
-            (Observation(margin_c=8.0), ELEVATED, reasons.MARGIN_BELOW_ELEVATED),
-            (Observation(margin_c=7.9), HOT, reasons.MARGIN_BELOW_HOT),
-            (Observation(margin_c=30.0, time_to_slowdown_s=30.0), OK, reasons.WITHIN_LIMITS),
-            (Observation(margin_c=30.0, time_to_slowdown_s=29.9), HOT, reasons.TIME_TO_SLOWDOWN_SHORT),
-            (Observation(margin_c=30.0, sw_thermal=True), HOT, reasons.SW_THERMAL_SLOWDOWN),
-            (Observation(margin_c=0.1), HOT, reasons.MARGIN_BELOW_HOT),
-            (Observation(margin_c=0.0), CRITICAL, reasons.MARGIN_EXHAUSTED),
-            (Observation(margin_c=30.0, hw_thermal=True), CRITICAL, reasons.HW_THERMAL_SLOWDOWN),
-            (Observation(margin_c=30.0, memory_margin_c=0.1), OK, reasons.WITHIN_LIMITS),
-            (Observation(margin_c=30.0, memory_margin_c=0.0), CRITICAL, reasons.MEMORY_MARGIN_EXHAUSTED),
+            (30.0, OK, reasons.WITHIN_LIMITS),
+            (12.0, ELEVATED, reasons.NO_SHEDDABLE_SLOT),  # 12 - 6.7 < 8 (sheddable), >= 3 (default)
+            (8.0, HOT, reasons.NO_DEFAULT_SLOT),  # 8 - 6.7 < 3
+            (0.0, CRITICAL, reasons.MARGIN_EXHAUSTED),
         ],
     )
-    def test_threshold(self, obs, level, code):
-        assert target_level(obs, CONFIG) is level
-        if level is not OK:
-            assert code in enter_reasons(level, obs, CONFIG)
+    def test_state_from_slots(self, margin, state, code):
+        assert thermal_state(headroom(outlook(margin, power_w=100.0))) == (state, (code,))
 
-    def test_thresholds_come_from_the_config(self):
-        config = PolicyConfig(elevated_enter_margin_c=25.0, elevated_leave_margin_c=30.0)
-        assert target_level(Observation(margin_c=20.0), config) is ELEVATED
-        assert target_level(Observation(margin_c=20.0), CONFIG) is OK
-
-
-class TestLeaveTable:
-    """Each state is left only when its leave thresholds hold (and none of its enter conditions)."""
+    def test_sw_thermal_slowdown_is_hot(self):
+        room = headroom(outlook(30.0, reasons_bits=int(ClockEventReason.SW_THERMAL_SLOWDOWN)))
+        assert thermal_state(room) == (HOT, (reasons.SW_THERMAL_SLOWDOWN,))
 
     @pytest.mark.parametrize(
-        ("level", "obs", "holds"),
+        ("kwargs", "code"),
         [
-            (ELEVATED, Observation(margin_c=20.0, predicted_margin_c=15.0), True),
-            (ELEVATED, Observation(margin_c=19.0, predicted_margin_c=15.0), False),
-            (ELEVATED, Observation(margin_c=20.0, predicted_margin_c=14.9), False),
-            (ELEVATED, Observation(margin_c=20.0), False),  # no prediction yet: not proven cool
-            (HOT, Observation(margin_c=13.0), True),
-            (HOT, Observation(margin_c=12.9), False),
-            (HOT, Observation(margin_c=20.0, sw_thermal=True), False),
-            (HOT, Observation(margin_c=20.0, time_to_slowdown_s=10.0), False),
-            (CRITICAL, Observation(margin_c=8.0), True),
-            (CRITICAL, Observation(margin_c=7.9), False),
-            (CRITICAL, Observation(margin_c=20.0, sw_thermal=True), False),
-            (CRITICAL, Observation(margin_c=20.0, hw_thermal=True), False),
-            (OK, Observation(margin_c=50.0), False),
+            ({"reasons_bits": int(ClockEventReason.HW_THERMAL_SLOWDOWN)}, reasons.HW_THERMAL_SLOWDOWN),
+            ({"memory_margin_c": -1.0}, reasons.MEMORY_MARGIN_EXHAUSTED),
         ],
     )
-    def test_leave_condition(self, level, obs, holds):
-        assert leave_holds(level, obs, CONFIG) is holds
+    def test_critical_causes(self, kwargs, code):
+        assert thermal_state(headroom(outlook(30.0, **kwargs))) == (CRITICAL, (code,))
 
-    @pytest.mark.parametrize(
-        ("level", "obs", "dwell"),
-        [
-            (ELEVATED, Observation(margin_c=20.0, predicted_margin_c=15.0), 30),
-            (HOT, Observation(margin_c=13.0), 60),
-            (CRITICAL, Observation(margin_c=8.0), 120),
-        ],
-    )
-    def test_steps_down_one_level_exactly_after_the_dwell(self, level, obs, dwell):
-        trail = hold(at_level(level), obs, dwell + 1)
-        assert all(ladder.level is level for ladder in trail[:dwell])
-        assert trail[dwell].level is LADDER[LADDER.index(level) - 1]
+    def test_a_gpu_whose_slots_are_all_reserved_is_busy_not_hot(self):
+        room = headroom(outlook(30.0, power_w=100.0, reserved=5))
+        assert room.slots.default == 0
+        assert thermal_state(room)[0] is OK
 
 
-class TestEscalation:
-    """Escalation happens within the same reading, skipping levels when the reading calls for it."""
+class TestShown:
+    """Up at once; down only after the lower state held for the hold, to the highest state seen meanwhile."""
 
-    @pytest.mark.parametrize("start", [OK, ELEVATED, HOT])
-    def test_jumps_straight_to_critical(self, start):
-        ladder = step(Ladder(start, 0.0, leave_held_since=0.0), Observation(margin_c=0.0), 1.0, CONFIG)
-        assert ladder == Ladder(CRITICAL, 1.0, None)
+    def test_escalates_at_once(self):
+        shown = step(Shown(OK, 0.0), HOT, 5.0, HOLD_S)
+        assert (shown.state, shown.since) == (HOT, 5.0)
 
-    def test_escalation_resets_the_dwell(self):
-        ladder = Ladder(ELEVATED, 0.0, leave_held_since=0.0)
-        assert step(ladder, Observation(margin_c=5.0), 10.0, CONFIG) == Ladder(HOT, 10.0, None)
+    def test_steps_down_after_the_hold(self):
+        shown = step(Shown(HOT, 0.0), OK, 10.0, HOLD_S)
+        assert shown.state is HOT
+        shown = step(shown, OK, 19.9, HOLD_S)
+        assert shown.state is HOT
+        shown = step(shown, OK, 20.0, HOLD_S)
+        assert (shown.state, shown.since) == (OK, 20.0)
 
+    def test_steps_down_to_the_highest_state_seen_during_the_hold(self):
+        shown = Shown(HOT, 0.0)
+        for at, state in ((1.0, OK), (4.0, ELEVATED), (7.0, OK), (11.0, OK)):
+            shown = step(shown, state, at, HOLD_S)
+        assert shown.state is ELEVATED
 
-class TestHysteresis:
-    """De-escalation waits for the full dwell, restarts it on any break, and goes one level at a time."""
+    def test_a_return_to_the_shown_state_restarts_the_hold(self):
+        shown = step(Shown(HOT, 0.0), OK, 1.0, HOLD_S)
+        shown = step(shown, HOT, 5.0, HOLD_S)
+        shown = step(shown, OK, 12.0, HOLD_S)
+        assert shown.state is HOT  # 7 s below since the return, not 11
 
-    def test_a_break_in_the_leave_condition_restarts_the_dwell(self):
-        cool = Observation(margin_c=14.0)
-        warm = Observation(margin_c=12.0)
-        ladder = at_level(HOT)
-        ladder = hold(ladder, cool, 59)[-1]
-        ladder = step(ladder, warm, 60.0, CONFIG)
-        assert ladder.level is HOT
-        assert ladder.leave_held_since is None
-        trail = hold(ladder, cool, 61, start=61.0)
-        assert [lad.level for lad in trail].index(ELEVATED) == 60
+    @pytest.mark.parametrize("overlay", [UNKNOWN, FAILED])
+    def test_unknown_and_failed_give_way_at_once(self, overlay):
+        shown = step(Shown(OK, 0.0), overlay, 1.0, HOLD_S)
+        assert shown.state is overlay
+        assert step(shown, OK, 2.0, HOLD_S).state is OK
 
-    def test_cooling_from_critical_takes_every_dwell_in_turn(self):
-        cool = Observation(margin_c=40.0, predicted_margin_c=40.0)
-        trail = hold(at_level(CRITICAL), cool, 300)
-        levels = [ladder.level for ladder in trail]
-        assert levels.index(HOT) == dwell_s(CRITICAL, CONFIG)
-        assert levels.index(ELEVATED) == levels.index(HOT) + dwell_s(HOT, CONFIG)
-        assert levels.index(OK) == levels.index(ELEVATED) + dwell_s(ELEVATED, CONFIG)
-
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=300, deadline=None)
     @given(
-        st.lists(st.tuples(st.integers(-2, 40), st.integers(-5, 40), st.booleans()), min_size=1, max_size=200)
+        states=st.lists(st.sampled_from([OK, ELEVATED, HOT, CRITICAL]), min_size=1, max_size=40),
+        gaps=st.lists(st.floats(0.1, 15.0), min_size=40, max_size=40),
     )
-    def test_never_steps_down_early_or_by_more_than_one(self, readings):
-        ladder = at_level(OK)
-        held_from: float | None = None  # when the current level's leave condition began to hold
-        for t, (margin, predicted, sw) in enumerate(readings, start=1):
-            obs = Observation(margin_c=margin, predicted_margin_c=predicted, sw_thermal=sw)
-            if leave_holds(ladder.level, obs, CONFIG):
-                held_from = t if held_from is None else held_from
-            else:
-                held_from = None
-            new = step(ladder, obs, float(t), CONFIG)
-            if new.level.severity < ladder.level.severity:
-                assert LADDER.index(new.level) == LADDER.index(ladder.level) - 1
-                assert held_from is not None
-                assert t - max(held_from, ladder.since) >= dwell_s(ladder.level, CONFIG)
-                held_from = t if leave_holds(new.level, obs, CONFIG) else None
-            elif new.level is not ladder.level:
-                assert new.level is target_level(obs, CONFIG)
-                held_from = None
-            ladder = new
-
-    @pytest.mark.parametrize(
-        ("centre", "level"), [(16, OK), (14, ELEVATED), (20, ELEVATED), (8, HOT), (13, HOT), (0, CRITICAL)]
-    )
-    def test_noisy_constant_margin_does_not_flap(self, centre, level):
-        rng = random.Random(centre)  # noqa: S311 - reproducible noise, not cryptography
-        ladder = at_level(level)
-        for t in range(1, 600):
-            noisy = Observation(margin_c=centre + rng.choice((-1, 0, 1)), predicted_margin_c=20.0)
-            ladder = step(ladder, noisy, float(t), CONFIG)
-            assert ladder.level is level
+    def test_never_shows_less_than_now_nor_steps_down_before_the_hold(self, states, gaps):
+        shown, at = Shown(), 0.0
+        for state, gap in zip(states, gaps, strict=False):
+            before = shown
+            at += gap
+            shown = step(shown, state, at, HOLD_S)
+            assert shown.state is not None
+            assert shown.state.severity >= state.severity
+            if before.state is not None and shown.state.severity < before.state.severity:
+                assert before.lower is not None
+                assert at - before.lower_since >= HOLD_S

@@ -64,7 +64,7 @@ class TestFile:
                 '[log]\nlevel = "loud"\n',
                 r'^f\.toml:2: log\.level: must be one of debug, info, warn, error \(got "loud"\)',
             ),
-            ("[policy]\n\nhot_dwell_s = -1\n", r"^f\.toml:3: policy\.hot_dwell_s: must be >= 0, got -1"),
+            ("[policy]\n\nstate_hold_s = -1\n", r"^f\.toml:3: policy\.state_hold_s: must be >= 0, got -1"),
             ("log = 3\n", r"^f\.toml:1: log: must be a table \[log\] \(got 3\)"),
             (
                 "interval = 1\n",
@@ -90,7 +90,7 @@ class TestPrecedence:
 
     def test_file_over_defaults_and_command_line_over_file(self):
         file = FileConfig(
-            "f.toml", {"interval_s": 2.0, "source": "sim:1xA100"}, {"hot_dwell_s": 5, "horizon_s": 90}
+            "f.toml", {"interval_s": 2.0, "source": "sim:1xA100"}, {"state_hold_s": 5, "horizon_s": 90}
         )
         command_line = CommandLine(
             {"source": "sim:1xH200", "interval_s": None},
@@ -101,16 +101,17 @@ class TestPrecedence:
         assert config.source == "sim:1xH200"  # the command line
         assert config.interval_s == 2.0  # the file: the command line left it unset
         assert config.max_requests == ServeConfig().max_requests  # neither: the default
-        assert (config.policy.hot_dwell_s, config.policy.horizon_s) == (5.0, 30.0)  # layered per key
+        assert (config.policy.state_hold_s, config.policy.horizon_s) == (5.0, 30.0)  # layered per key
 
     def test_a_policy_flag_that_clashes_with_the_file_is_named(self):
-        file = FileConfig("f.toml", {}, {"hot_enter_margin_c": 12})
-        command_line = CommandLine(
-            {}, {"elevated_enter_margin_c": 11}, {"elevated_enter_margin_c": "--policy.set"}
-        )
+        file = FileConfig("f.toml", {}, {"sheddable_guard_c": 6})
+        command_line = CommandLine({}, {"default_guard_c": 7}, {"default_guard_c": "--policy.set"})
         with pytest.raises(
             SettingsError,
-            match=r"policy\.elevated_enter_margin_c: must be above .*f\.toml's \[policy\] with --policy\.set",
+            match=(
+                r"policy\.sheddable_guard_c: must be at least default_guard_c "
+                r".*f\.toml's \[policy\] with --policy\.set"
+            ),
         ):
             resolve(command_line, file)
 
@@ -173,10 +174,10 @@ class TestServeLayers:
 
     def test_bad_policy_flag_is_refused_naming_it(self):
         result = gpuwatch(
-            "serve", "--source=sim:1xH100", *EPHEMERAL, "--config=/dev/null", "--policy.set=hot_dwel_s=5"
+            "serve", "--source=sim:1xH100", *EPHEMERAL, "--config=/dev/null", "--policy.set=state_hold=5"
         )
         assert result.returncode == 2
-        assert "policy.hot_dwel_s: unknown key; did you mean 'hot_dwell_s'?" in result.stderr
+        assert "policy.state_hold: unknown key; did you mean 'state_hold_s'?" in result.stderr
         assert "--policy.set" in result.stderr
 
 
@@ -192,7 +193,7 @@ class TestCheckConfig:
 
     def test_names_key_value_and_line(self, tmp_path):
         config = tmp_path / "gpuwatch.toml"
-        config.write_text("# node 17\n[policy]\nhot_dwell_s = 5\n\n[web]\nmax_requests = -3\n")
+        config.write_text("# node 17\n[policy]\nstate_hold_s = 5\n\n[web]\nmax_requests = -3\n")
         result = gpuwatch("check", f"--config={config}")
         assert result.returncode == 2
         assert (

@@ -62,11 +62,11 @@ class TestFormatters:
         assert "boom\\nsecond line" in line
 
     def test_json_line_has_the_same_keys(self):
-        extra = fields("reloaded", applied=("policy.hot_dwell_s",))
+        extra = fields("reloaded", applied=("policy.state_hold_s",))
         document = json.loads(JsonFormatter().format(_record("reloaded %s", "f.toml", extra=extra)))
         assert document["event"] == "reloaded"
         assert document["msg"] == "reloaded f.toml"
-        assert document["applied"] == ["policy.hot_dwell_s"]
+        assert document["applied"] == ["policy.state_hold_s"]
         assert document["level"] == "warn"
         assert document["ts"].endswith("Z")
 

@@ -11,9 +11,10 @@ import pytest
 from service_helpers import TIMEOUT_S, NotifySocket, Serve, state, wait_for_state
 
 ADDRESSES = ("--agent.listen-address=", "--state-dir=")
-START = '[web]\nlisten_addresses = ["127.0.0.1:0"]\n[policy]\nhot_dwell_s = 5\n'
-# Every margin of a cool simulated H100 (about 40 °C) is below 100 °C, so this makes it ELEVATED.
-ELEVATED_BELOW_100 = START + "elevated_enter_margin_c = 100\nelevated_leave_margin_c = 110\n"
+START = '[web]\nlisten_addresses = ["127.0.0.1:0"]\n[policy]\nstate_hold_s = 5\n'
+# A cool simulated H100 keeps about 40 °C of margin: `sheddable` guarding 100 °C has no slot, so
+# the GPU is ELEVATED.
+ELEVATED_BELOW_100 = START + "sheddable_guard_c = 100\n"
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ class TestReload:
         sent_at = time.monotonic()
         mark = daemon.signal(signal.SIGHUP)
         line = daemon.wait_for_log(r"event=reloaded .*", after=mark).group(0)
-        assert "applied=policy.elevated_enter_margin_c,policy.elevated_leave_margin_c" in line
+        assert "applied=policy.sheddable_guard_c" in line
         documents = []
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline and (not documents or documents[-1]["state"] != "elevated"):
@@ -71,7 +72,7 @@ class TestReload:
         wait_for_state(port, lambda d: d["sequence"] >= 1)
         daemon.config.write_text(
             'interval_s = 0.5\n[web]\nlisten_addresses = ["127.0.0.1:1"]\n[log]\nformat = "json"\n'
-            "[metrics]\ndcgm_compat = true\n[policy]\nhot_dwell_s = 5\n"
+            "[metrics]\ndcgm_compat = true\n[policy]\nstate_hold_s = 5\n"
         )
         mark = daemon.signal(signal.SIGHUP)
         found = daemon.wait_for_log(r'"event": "reload_needs_restart".*', after=mark)
@@ -91,7 +92,7 @@ class TestReload:
         daemon.config.write_text(ELEVATED_BELOW_100 + "[log]\nlevel = 7\n")
         mark = daemon.signal(signal.SIGHUP)
         line = daemon.wait_for_log(r"event=reload_failed .*", after=mark).group(0)
-        assert f"{daemon.config}:8: log.level: must be a string in quotes (got 7)" in line
+        assert f"{daemon.config}:7: log.level: must be a string in quotes (got 7)" in line
         time.sleep(0.5)
         assert state(port)["state"] == "ok"  # the elevated thresholds in the bad file were not applied
         assert daemon.stop()[0] == 0

@@ -112,7 +112,7 @@ class TestSimulateCommand:
 
     def test_list_names_the_shipped_scenarios(self):
         result = invoke("--list")
-        assert result.stdout.split() == ["surge", "cooling-failure", "hot-aisle", "steady"]
+        assert result.stdout.split() == ["surge", "cooling-failure", "hot-aisle", "steady", "viral-launch"]
 
     def test_no_scenario_is_a_usage_error(self):
         result = invoke()

@@ -55,7 +55,7 @@ resume_c = 70
 horizon_s = 120
 
 [policy]
-hot_dwell_s = 10
+default_guard_c = 2.5
 """
 
 
@@ -69,12 +69,12 @@ class TestScenarioFile:
         assert (scenario.nodes[1].inlet_c, scenario.nodes[1].cooling_factor) == (28.0, 1.5)
         assert (scenario.nodes[2].skus, scenario.nodes[2].inlet_c) == (("H200",), 25.0)
         assert (scenario.seed, scenario.duration_s, scenario.interval_s) == (9, 300.0, 2.0)
-        assert scenario.jobs.priority is PriorityClass.SHEDDABLE
+        assert scenario.jobs.mix == ((PriorityClass.SHEDDABLE, 1.0),)
         assert (scenario.jobs.per_gpu, scenario.jobs.deadline_s, scenario.jobs.work_cv) == (2, 45.0, 0.0)
         assert [event.at_s for event in scenario.events] == [100.0, 200.0]
         assert (scenario.events[1].nodes, scenario.events[1].gpus) == ((1,), (0,))
         assert (scenario.static.pause_c, scenario.static.resume_c, scenario.oracle.horizon_s) == (80, 70, 120)
-        assert scenario.policy.hot_dwell_s == 10.0
+        assert scenario.policy.default_guard_c == 2.5
 
     def test_arrival_profile_is_linear_between_points_and_held_after(self):
         profile = ArrivalProfile(0.5, ((0.0, 1.0), (60.0, 4.0), (120.0, 4.0)))
@@ -126,8 +126,13 @@ class TestErrors:
             ),
             (
                 "duration_s = 600",
-                "duration_s = 600\n[policy]\nhot_dwel_s = 3",
-                r"^hot\.toml:5: policy\.hot_dwel_s: unknown key; did you mean 'hot_dwell_s'",
+                "duration_s = 600\n[policy]\nstate_hold = 3",
+                r"^hot\.toml:5: policy\.state_hold: unknown key; did you mean 'state_hold_s'",
+            ),
+            (
+                "duration_s = 600",
+                "duration_s = 600\n[policy]\nhot_dwell_s = 3",
+                r"^hot\.toml:5: policy\.hot_dwell_s: retired: no dwells now",
             ),
             (
                 "duration_s = 600",

@@ -36,6 +36,11 @@ ENVOY_SUBPATHS = ENVOY_PATH + b"/"
 _T = TypeVar("_T")
 CLASS_PARAMETER = "class"
 GPU_PARAMETER = "gpu"
+DRY_RUN_PARAMETER = "dry_run"
+# dry_run=1 asks without taking a slot; exactly these spellings say yes or no (as /openapi.json
+# lists them), anything else is refused rather than guessed at.
+DRY_RUN_YES = ("1", "true", "yes")
+DRY_RUN_NO = ("0", "false", "no", "")
 # What can name a GPU in `gpu=`: an index, or an NVML uuid (any case). Written so that Python and
 # the OpenAPI document (ECMA-262 regex) read it alike.
 GPU_NAME_PATTERN = "^([0-9]{1,4}|[Gg][Pp][Uu]-[0-9A-Fa-f-]{8,64})$"
@@ -76,6 +81,7 @@ class AdmitQuery:
 
     priority: PriorityClass | None = None
     gpu: str | None = None
+    dry_run: bool = False  # ask without taking a slot
     error: Response | None = None
 
 
@@ -92,7 +98,11 @@ def parse_admit_query(query: bytes, classes: ClassNames = _CANONICAL) -> AdmitQu
             priority = classes.resolve(values[CLASS_PARAMETER])
         except ValueError as exc:
             return AdmitQuery(error=error_response(400, "unknown_class", str(exc)))
-    return AdmitQuery(priority=priority, gpu=values.get(GPU_PARAMETER))
+    dry_run = values.get(DRY_RUN_PARAMETER, "")
+    if dry_run not in DRY_RUN_YES and dry_run not in DRY_RUN_NO:
+        message = f"dry_run must be 1 or 0 (true or false), got {dry_run!r}"
+        return AdmitQuery(error=error_response(400, "bad_dry_run", message))
+    return AdmitQuery(priority=priority, gpu=values.get(GPU_PARAMETER), dry_run=dry_run in DRY_RUN_YES)
 
 
 def _cached(cache: dict[bytes, _T], key: bytes, make: Callable[[bytes], _T]) -> _T:
@@ -221,11 +231,14 @@ class Routes:
             if gpu is None:
                 return _unknown_gpu(asked.gpu, publication.decision.gpus)
         try:
-            answer = publication.admit_answer(route, priority, gpu)
+            answer = publication.admit_answer(
+                route, priority, gpu, jitter=self._pick(JITTER_BITS), take=not asked.dry_run
+            )
         except UnknownGpuError as exc:
             return error_response(404, "unknown_gpu", str(exc))
-        self._counts[answer.tally] += 1
-        return answer.responses[self._pick(JITTER_BITS)]
+        if not asked.dry_run:
+            self._counts[answer.tally] += 1
+        return answer.response
 
 
 def _origin_form(target: bytes) -> tuple[bytes, bytes, bytes]:

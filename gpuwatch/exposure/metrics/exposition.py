@@ -122,7 +122,7 @@ class MetricsExposition:
             self.dcgm_registry = CollectorRegistry()
             self.dcgm_registry.register(DcgmCollector(self.observation, dcgm_hostname))
         self.live_registry = CollectorRegistry()
-        self.live_registry.register(LiveCollector(board.tally, lambda: board.current.decision, monotonic))
+        self.live_registry.register(LiveCollector(board.tally, lambda: board.current, monotonic))
         board.observe(self._on_publication)
 
     def observation(self) -> Observation:

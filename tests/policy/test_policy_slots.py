@@ -1,0 +1,172 @@
+"""The slots stage: jobs that fit over the horizon above each class's guard; properties that always hold."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from policy_builders import reading, sample, wide_config
+
+from gpuwatch.model import ClockEventReason
+from gpuwatch.policy import reasons
+from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.decision import PriorityClass, Slots
+from gpuwatch.policy.forecast import HORIZON_SHARES, Basis, Forecast, Outlook
+from gpuwatch.policy.learning import Learned, Load, MarginModel
+from gpuwatch.policy.readings import Moment, XidMemory, read
+from gpuwatch.policy.reservations import Reserved
+from gpuwatch.policy.slots import extra_jobs, headroom
+from gpuwatch.policy.thermal_model import RcParameters
+
+# A board like the sim's dense-chassis H100: die 0.02 °C/W, sink 0.07 °C/W with tau 280 s.
+RESPONSE = RcParameters(
+    tau_s=280.0, resistance_c_per_w=0.09, zero_power_margin_c=60.0, die_resistance_c_per_w=0.02
+)
+JOB_W = 200.0
+
+
+def outlook(  # noqa: PLR0913 - every input of the stage, each its own knob
+    margin_c: float,
+    *,
+    drift_c_per_s: float = 0.0,
+    reserved: int = 0,
+    power_w: float = 300.0,
+    limit_w: float = 1500.0,  # far above the jobs here, unless a test asks for the cap
+    reasons_bits: int = 0,
+    memory_margin_c: float = 40.0,
+    config: PolicyConfig | None = None,
+) -> Outlook:
+    """The forecast stage's output for a GPU whose margin drifts linearly at present power."""
+    config = config or wide_config()
+    moment = Moment(100.0, config, 1.0)
+    value = reading(
+        100.0, margin_c, power_w=power_w, clock_event_reasons=reasons_bits, memory_margin_c=memory_margin_c
+    )
+    readings, _ = read(sample(0, value), XidMemory(), moment)
+    load = Load(power_w, limit_w, JOB_W)
+    learned = Learned(readings, MarginModel(), None, Reserved(0, reserved, reserved), load, None, margin_c)
+    offsets = tuple(share * config.horizon_s for share in HORIZON_SHARES)
+    forecast = Forecast(
+        Basis.MODEL,
+        None,
+        None,
+        None,
+        offsets_s=offsets,
+        path_c=tuple(margin_c + drift_c_per_s * h for h in offsets),
+        response=RESPONSE,
+        headroom_w=max(0.0, limit_w - power_w),
+    )
+    return Outlook(learned, forecast)
+
+
+class TestSlots:
+    """Worked figures of the slots and what blocks them."""
+
+    def test_one_job_costs_its_die_part_at_once_and_its_sink_part_over_the_horizon(self):
+        forecast = outlook(20.0).forecast
+        # 200 W: 0.02 * 200 = 4 °C at once, 0.07 * 200 * (1 - e^-60/280) = 2.7 °C by 60 s.
+        per_job_c = JOB_W * RESPONSE.step_response_c_per_w(60.0)
+        assert per_job_c == pytest.approx(6.7, abs=0.1)
+        assert extra_jobs(forecast, JOB_W, 3.0) == pytest.approx((20.0 - 3.0) / per_job_c)
+
+    def test_slots_per_class_follow_the_guards(self):
+        slots = headroom(outlook(20.0, power_w=100.0)).slots
+        # 17, 19 and 12 °C of room at 6.7 °C a job.
+        assert (slots.critical, slots.default, slots.sheddable) == (2, 2, 1)
+
+    def test_reserved_jobs_come_off_the_slots_but_not_the_capacity(self):
+        room = headroom(outlook(30.0, power_w=100.0, reserved=2))
+        assert room.capacity.default == 4
+        assert room.slots.default == 2
+        assert room.reserved == 2
+
+    def test_a_gpu_safe_even_at_its_power_limit_gets_the_cap(self):
+        room = headroom(outlook(40.0, power_w=650.0, limit_w=700.0))
+        assert room.slots.sheddable == PolicyConfig().max_slots
+
+    def test_reserved_jobs_come_off_the_cap_too(self):
+        # The power limit keeps this GPU safe, but no more than max_slots jobs go unseen at once.
+        most = PolicyConfig().max_slots
+        room = headroom(outlook(40.0, power_w=650.0, limit_w=700.0, reserved=most - 3))
+        assert (room.capacity.default, room.slots.default) == (most, 3)
+        full = headroom(outlook(40.0, power_w=650.0, limit_w=700.0, reserved=most + 5))
+        assert full.slots == Slots(0, 0, 0)
+
+    def test_a_falling_path_leaves_fewer_slots(self):
+        flat = headroom(outlook(20.0, power_w=100.0)).slots
+        falling = headroom(outlook(20.0, power_w=100.0, drift_c_per_s=-0.1)).slots
+        assert falling.default < flat.default
+
+    def test_a_path_below_the_guard_leaves_none(self):
+        room = headroom(outlook(10.0, drift_c_per_s=-0.2, power_w=100.0))
+        assert room.slots.default == 0
+        assert room.headroom_c is not None
+        assert room.headroom_c < 0
+
+    @pytest.mark.parametrize(
+        ("kwargs", "code"),
+        [
+            ({"reasons_bits": int(ClockEventReason.SW_THERMAL_SLOWDOWN)}, reasons.SW_THERMAL_SLOWDOWN),
+            ({"reasons_bits": int(ClockEventReason.HW_THERMAL_SLOWDOWN)}, reasons.HW_THERMAL_SLOWDOWN),
+            ({"memory_margin_c": 0.0}, reasons.MEMORY_MARGIN_EXHAUSTED),
+        ],
+    )
+    def test_slowdown_and_hbm_block_every_class(self, kwargs, code):
+        room = headroom(outlook(30.0, **kwargs))
+        assert room.slots.critical == 0
+        assert room.blocked == code
+
+    def test_waits_say_when_a_class_without_a_slot_gets_one(self):
+        room = headroom(outlook(9.0, power_w=500.0))
+        waits = dict(room.waits_s)
+        assert room.slots.sheddable == 0
+        assert waits[PriorityClass.SHEDDABLE] is not None
+        assert 1.0 <= waits[PriorityClass.SHEDDABLE] <= 121.0
+
+
+margins = st.floats(-5.0, 60.0, allow_nan=False)
+drifts = st.floats(-0.3, 0.1, allow_nan=False)
+powers = st.floats(90.0, 690.0, allow_nan=False)
+reservations = st.integers(0, 6)
+
+
+class TestProperties:
+    """What must hold for every GPU state: the properties issue 13 names."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(margin=margins, fall=st.floats(0.0, 20.0), drift=drifts, power=powers, reserved=reservations)
+    def test_slots_never_increase_as_the_margin_falls(self, margin, fall, drift, power, reserved):
+        warm = headroom(outlook(margin, drift_c_per_s=drift, power_w=power, reserved=reserved)).slots
+        hot = headroom(outlook(margin - fall, drift_c_per_s=drift, power_w=power, reserved=reserved)).slots
+        for cls in PriorityClass:
+            assert hot.of(cls) <= warm.of(cls)
+
+    @settings(max_examples=300, deadline=None)
+    @given(margin=margins, drift=drifts, power=powers, low=st.floats(0.0, 10.0), rise=st.floats(0.0, 10.0))
+    def test_slots_never_increase_as_the_guard_rises(self, margin, drift, power, low, rise):
+        def slots_at(guard: float) -> int:
+            config = PolicyConfig(critical_guard_c=0.0, default_guard_c=guard, sheddable_guard_c=guard)
+            return headroom(outlook(margin, drift_c_per_s=drift, power_w=power, config=config)).slots.default
+
+        assert slots_at(low + rise) <= slots_at(low)
+
+    @settings(max_examples=300, deadline=None)
+    @given(margin=st.floats(-20.0, 0.0), drift=drifts, power=powers)
+    def test_never_a_slot_at_margin_zero_or_below(self, margin, drift, power):
+        room = headroom(outlook(margin, drift_c_per_s=drift, power_w=power))
+        assert room.slots.critical == 0
+
+    @settings(max_examples=300, deadline=None)
+    @given(margin=margins, drift=drifts, power=powers, reserved=reservations)
+    def test_classes_are_ordered(self, margin, drift, power, reserved):
+        slots = headroom(outlook(margin, drift_c_per_s=drift, power_w=power, reserved=reserved)).slots
+        assert slots.critical >= slots.default >= slots.sheddable >= 0
+
+    @settings(max_examples=200, deadline=None)
+    @given(margin=margins, drift=drifts, power=powers, reserved=reservations)
+    def test_slots_are_capped(self, margin, drift, power, reserved):
+        slots = headroom(outlook(margin, drift_c_per_s=drift, power_w=power, reserved=reserved)).slots
+        assert slots.critical <= PolicyConfig().max_slots
+        assert not math.isnan(float(slots.critical))
