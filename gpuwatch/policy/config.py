@@ -68,11 +68,11 @@ class PolicyConfig:
     # (bench/targets.py, seeds 1-3, boards within 3 % and 30 % of their profiles) from DESIGN's
     # 1/3/8: one more H100 job is worth about 18 °C at steady state behind a dense chassis, so
     # each degree kept idles about 5 % of a GPU, and with half the jobs free-tier a sheddable
-    # guard of 3 °C or more lost 5 % of the oracle's jobs in viral-launch. 0.75 °C for `default`
-    # let a GPU 30 % off its profile into slowdown (cooling-failure); 1.0 queued the hot end of
-    # hot-aisle past 1.2x the oracle's p95; 0.85 did neither.
+    # guard of 3 °C or more lost 5 % of the oracle's jobs in viral-launch. For `default`, 0.75 and
+    # 0.85 °C let a GPU 30 % off its profile into slowdown (cooling-failure seed 1: 8 and 18 GPU·s);
+    # 1.0 queued the hot end of hot-aisle past 1.2x the oracle's p95; 0.9 did neither.
     critical_guard_c: float = 0.5
-    default_guard_c: float = 0.85
+    default_guard_c: float = 0.9
     sheddable_guard_c: float = 1.25
     # A GPU so cool that even its power limit keeps it safe is offered at most this many slots.
     max_slots: int = 32

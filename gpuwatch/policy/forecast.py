@@ -50,6 +50,8 @@ class Forecast:
     offsets_s: tuple[float, ...] = ()
     path_c: tuple[float, ...] = ()  # empty: nothing to predict from
     response: RcParameters | None = None
+    # The response's step response at each of offsets_s, °C per W: read for every class's slots.
+    cost_c_per_w: tuple[float, ...] = ()
     headroom_w: float | None = None  # power left below the enforced limit, W (None: no limit known)
 
 
@@ -88,13 +90,20 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     headroom_w = None
     if load.power_limit_w is not None and load.power_w is not None:
         headroom_w = max(0.0, load.power_limit_w - load.power_w)
+    response = params or prior_parameters(margin_c, load, config)
     return dataclasses.replace(
         base,
         offsets_s=offsets,
         path_c=path,
-        response=params or prior_parameters(margin_c, load, config),
+        response=response,
+        cost_c_per_w=step_costs(response, offsets),
         headroom_w=headroom_w,
     )
+
+
+def step_costs(response: RcParameters, offsets_s: tuple[float, ...]) -> tuple[float, ...]:
+    """The margin one more W costs at each of `offsets_s` (the step response), °C per W."""
+    return tuple([response.step_response_c_per_w(h) for h in offsets_s])
 
 
 def _path(  # noqa: PLR0913 - what each basis draws its path from

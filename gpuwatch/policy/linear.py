@@ -52,6 +52,35 @@ def add_outer(matrix: Matrix, phi: Sequence[float], weight: float) -> Matrix:
     )
 
 
+def forget_and_add(
+    matrix: Matrix, moment: Sequence[float], row: tuple[Vector, float], *, share: float, weight: float
+) -> tuple[Matrix, Vector]:
+    """One regression row `(phi, y)` of `weight` added after forgetting `share` along `phi`.
+
+    With a = matrix @ phi and s = phi . a: `matrix - (share/s) a a^T + weight phi phi^T` and
+    `moment - (share/s) a (phi . moment) + weight y phi`; nothing is forgotten when s is ~0.
+    One pass: the fit does this for every row of every reading.
+    """
+    phi, y = row
+    along = [sum([x * p for x, p in zip(line, phi)]) for line in matrix]  # noqa: B905 - as above
+    size = sum([p * a for p, a in zip(phi, along)])  # noqa: B905 - as above
+    factor = share / size if size > 1e-12 else 0.0
+    kept = [factor * a for a in along]
+    added = [weight * p for p in phi]
+    forgotten_matrix = tuple(
+        [
+            tuple([x - k * b + w * q for x, b, q in zip(line, along, phi)])  # noqa: B905 - as above
+            for line, k, w in zip(matrix, kept, added)  # noqa: B905 - as above
+        ]
+    )
+    projected = sum([p * m for p, m in zip(phi, moment)])  # noqa: B905 - as above
+    weighted_y = weight * y
+    forgotten_moment = tuple(
+        [m - k * projected + p * weighted_y for m, k, p in zip(moment, kept, phi)]  # noqa: B905 - as above
+    )
+    return forgotten_matrix, forgotten_moment
+
+
 def with_diagonal(matrix: Matrix, diagonal: Sequence[float]) -> Matrix:
     """`matrix + diag(diagonal)`."""
     return tuple(
@@ -64,7 +93,10 @@ def solve(matrix: Matrix, rhs: Sequence[float]) -> Vector:
     size = len(rhs)
     rows = [[*matrix[i], rhs[i]] for i in range(size)]
     for col in range(size):
-        pivot = max(range(col, size), key=lambda r: abs(rows[r][col]))
+        pivot = col  # the first row of the largest magnitude in this column, as max() would pick
+        for r in range(col + 1, size):
+            if abs(rows[r][col]) > abs(rows[pivot][col]):
+                pivot = r
         rows[col], rows[pivot] = rows[pivot], rows[col]
         top = rows[col]
         for r in range(col + 1, size):

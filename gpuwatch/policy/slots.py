@@ -55,9 +55,8 @@ def extra_jobs(forecast: Forecast, job_power_w: float, guard_c: float) -> float:
     cap_w = forecast.headroom_w
     fits = math.inf
     capped_safe = True
-    for h, margin_c in zip(forecast.offsets_s, forecast.path_c, strict=True):
+    for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True):
         room_c = margin_c - guard_c
-        cost_c_per_w = response.step_response_c_per_w(h)
         if room_c < 0:
             return min(fits, room_c)  # the path itself falls below the guard
         if cost_c_per_w <= 0:
@@ -144,8 +143,10 @@ def lowest_margin_c(forecast: Forecast, extra_w: float) -> float | None:
         return None
     added_w = extra_w if forecast.headroom_w is None else min(extra_w, forecast.headroom_w)
     return min(
-        margin_c - added_w * response.step_response_c_per_w(h)
-        for h, margin_c in zip(forecast.offsets_s, forecast.path_c, strict=True)
+        [
+            margin_c - added_w * cost_c_per_w
+            for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True)
+        ]
     )
 
 

@@ -41,9 +41,8 @@ from gpuwatch.policy.linear import (
     Matrix,
     Vector,
     add,
-    add_outer,
     dot,
-    scale,
+    forget_and_add,
     solve,
     with_diagonal,
     zero_matrix,
@@ -301,12 +300,18 @@ class RcFit:
             onset = None if up == down == 0 else (onset or last.at)
             if onset is not None and self.rows >= MIN_ROWS and max(up, down) > DRIFT_ALARM_C:
                 return replace(self, nodes=nodes).restarted(onset)
+        # Directional forgetting (Kulhavy; Bittanti et al.): new readings replace old knowledge
+        # only where they bring new knowledge. A GPU held near one operating point by admission
+        # control excites little but its die, and forgetting everything evenly would let the
+        # steady-state resistance, unexcited for minutes, drift to whatever fits the noise; here
+        # what the heat-up taught about it stays until readings say otherwise. The moment is
+        # forgotten along the same direction, so the estimate itself is unchanged by it.
         forgotten = -math.expm1(-(point.at - last.at) / self.memory_s) / len(rows)
-        for phi, y in rows:
-            weight = _row_weight(y - dot(phi, self.theta))
-            information, moment = _forgotten_along(information, moment, phi, forgotten)
-            information = add_outer(information, phi, weight)
-            moment = add(moment, scale(phi, weight * y))
+        for row in rows:
+            phi, y = row
+            information, moment = forget_and_add(
+                information, moment, row, share=forgotten, weight=_row_weight(y - dot(phi, self.theta))
+            )
         theta = solve(
             with_diagonal(information, self.prior_precision),
             add(moment, tuple(p * t for p, t in zip(self.prior_precision, self.prior, strict=True))),
@@ -395,29 +400,6 @@ def _row_weight(error_c: float) -> float:
     if abs(error_c) <= ROBUST_ROWS_C:
         return weight
     return weight * ROBUST_ROWS_C / abs(error_c)
-
-
-def _forgotten_along(information: Matrix, moment: Vector, phi: Vector, share: float) -> tuple[Matrix, Vector]:
-    """`share` of what the fit knows in the direction of `phi` forgotten; nothing of the rest.
-
-    Directional forgetting (Kulhavy; Bittanti et al.): new readings replace old knowledge only
-    where they bring new knowledge. A GPU held near one operating point by admission control
-    excites little but its die, and forgetting everything evenly would let the steady-state
-    resistance, unexcited for minutes, drift to whatever fits the noise; here what the heat-up
-    taught about it stays until readings say otherwise. The estimate itself is unchanged by
-    the forgetting: the moment is forgotten along the same direction.
-    """
-    along = tuple(dot(row, phi) for row in information)
-    size = dot(phi, along)
-    if size <= 1e-12:
-        return information, moment
-    factor = share / size
-    forgotten = tuple(
-        tuple(x - factor * a * b for x, b in zip(row, along, strict=True))
-        for row, a in zip(information, along, strict=True)
-    )
-    projected = dot(phi, moment)
-    return forgotten, tuple(m - factor * a * projected for m, a in zip(moment, along, strict=True))
 
 
 def _slow_runner(params: RcParameters, nodes: Sequence[Node]) -> list[tuple[float, float]]:

@@ -55,6 +55,7 @@ class Moment:
 
     at_s: float
     admit: dict[str, int]
+    admit_sequence: int  # the decision the `default` answer came from
     adapters: dict[str, int]
     retry_after: str | None
     agent: bytes
@@ -75,11 +76,15 @@ class Run:
 
 
 def _observe(web: int, agent: int, state_dir, started: float) -> Moment:
-    admit = {c: get(web, f"/v1/admit?class={c}") for c in CLASSES}
-    adapters = {p: get(web, f"/v1/admit/{p}").status for p in ("nginx", "envoy")}
+    # dry_run=1: the observer asks as a gateway would but takes no slot. Taking one every 50 ms
+    # would spend the GPUs' slots (reservations the capped power never shows last the horizon)
+    # and the test would watch its own admissions, not the fault.
+    admit = {c: get(web, f"/v1/admit?class={c}&dry_run=1") for c in CLASSES}
+    adapters = {p: get(web, f"/v1/admit/{p}?dry_run=1").status for p in ("nginx", "envoy")}
     return Moment(
         at_s=time.monotonic() - started,
         admit={c: a.status for c, a in admit.items()},
+        admit_sequence=admit["default"].json()["sequence"],
         adapters=adapters,
         retry_after=admit["default"].headers.get("retry-after"),
         agent=agent_answer(agent)[0],
@@ -158,16 +163,18 @@ class TestCoolingFault:
         assert any(m.adapters == {"nginx": 403, "envoy": 429} for m in denied)
 
     def test_agent_drains_while_hot_and_is_ready_again_after(self, run):
-        # With no `default` slot in the read before the agent's and in the state after it. (A
-        # decision every 0.1 s can bring slots back between the reads: most such moments, not all.)
+        # With no `default` slot in the read before the agent's and in the state after it, both
+        # from the same decision: the agent, read between them, answered from that one too.
         hot = [
             m
             for m in run.moments
-            if m.admit["default"] == 503 and m.state["slots"]["default"] == 0 and m.state["state"] != "ok"
+            if m.admit["default"] == 503
+            and m.state["slots"]["default"] == 0
+            and m.state["state"] != "ok"
+            and m.state["sequence"] == m.admit_sequence
         ]
-        assert hot
-        drained = [m for m in hot if m.agent == b"up drain\n"]
-        assert len(drained) >= 0.8 * len(hot)
+        assert len(hot) >= 5
+        assert [m.agent for m in hot] == [b"up drain\n"] * len(hot)
         assert run.moments[-1].agent.startswith(b"up ready")
         assert run.moments[-1].admit["default"] == 200
 

@@ -13,7 +13,7 @@ from gpuwatch.model import ClockEventReason
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass, Slots
-from gpuwatch.policy.forecast import HORIZON_SHARES, Basis, Forecast, Outlook
+from gpuwatch.policy.forecast import HORIZON_SHARES, Basis, Forecast, Outlook, step_costs
 from gpuwatch.policy.learning import Learned, Load, MarginModel
 from gpuwatch.policy.readings import Moment, XidMemory, read
 from gpuwatch.policy.reservations import Reserved
@@ -56,6 +56,7 @@ def outlook(  # noqa: PLR0913 - every input of the stage, each its own knob
         offsets_s=offsets,
         path_c=tuple(margin_c + drift_c_per_s * h for h in offsets),
         response=RESPONSE,
+        cost_c_per_w=step_costs(RESPONSE, offsets),
         headroom_w=max(0.0, limit_w - power_w),
     )
     return Outlook(learned, forecast)

@@ -56,6 +56,7 @@ horizon_s = 120
 
 [policy]
 default_guard_c = 2.5
+sheddable_guard_c = 4.0
 """
 
 
@@ -74,7 +75,7 @@ class TestScenarioFile:
         assert [event.at_s for event in scenario.events] == [100.0, 200.0]
         assert (scenario.events[1].nodes, scenario.events[1].gpus) == ((1,), (0,))
         assert (scenario.static.pause_c, scenario.static.resume_c, scenario.oracle.horizon_s) == (80, 70, 120)
-        assert scenario.policy.default_guard_c == 2.5
+        assert (scenario.policy.default_guard_c, scenario.policy.sheddable_guard_c) == (2.5, 4.0)
 
     def test_arrival_profile_is_linear_between_points_and_held_after(self):
         profile = ArrivalProfile(0.5, ((0.0, 1.0), (60.0, 4.0), (120.0, 4.0)))
