@@ -93,9 +93,9 @@ class Publication:
         self._source = source
         self._book = book
         self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
-        self._held: dict[
-            tuple[PriorityClass, int | None], tuple[Mapping[AdmitRoute, tuple[Response, ...]], Admission]
-        ] = {}
+        # Held-back answers by (class, pinned GPU): per route, one ready AdmitAnswer per jitter
+        # variant, so the commonest answer under a surge allocates nothing.
+        self._held: dict[tuple[PriorityClass, int | None], Mapping[AdmitRoute, tuple[AdmitAnswer, ...]]] = {}
         self._admitted: dict[tuple[PriorityClass, int | None, int | None, int], Response] = {}
         self._state_cache: tuple[tuple[int, ...], Response] | None = None
         self.state_body = json_bytes(state_document(decision, source, decision.admits))
@@ -143,8 +143,7 @@ class Publication:
         """
         held = self._held.get((priority, gpu))
         if held is not None:
-            by_route, admission = held
-            return AdmitAnswer(by_route[route][jitter], tally_slot(priority, admitted=False), admission)
+            return held[route][jitter]
         taken = self.taken()
         admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken)
         if not admission.admitted:
@@ -154,9 +153,13 @@ class Publication:
                 *(admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken) for j in JITTERS[1:]),
             )
             plain = tuple(_rendered(a, self.decision.sequence, 0) for a in variants)
-            by_route = {route_: tuple(with_status(r, route_.value) for r in plain) for route_ in AdmitRoute}
-            self._held[priority, gpu] = (by_route, admission)
-            return AdmitAnswer(by_route[route][jitter], tally_slot(priority, admitted=False), admission)
+            tally = tally_slot(priority, admitted=False)
+            by_route = {
+                route_: tuple(AdmitAnswer(with_status(r, route_.value), tally, admission) for r in plain)
+                for route_ in AdmitRoute
+            }
+            self._held[priority, gpu] = by_route
+            return by_route[route][jitter]
         chosen = admission.gpu
         if take and chosen is not None and self._book is not None:
             self._book.take(chosen.index)
