@@ -143,7 +143,10 @@ class TestEntryPoints:
 
 
 class TestStatusOnFakeNvml:
-    """`status --source nvml` loads libnvidia-ml.so.1 through LD_LIBRARY_PATH and shows what it reads."""
+    """`status --source nvml` loads libnvidia-ml.so.1 through LD_LIBRARY_PATH and shows what it reads.
+
+    The source is named: without it `status` would ask a daemon first (tests/exposure/test_serve_status.py).
+    """
 
     @pytest.fixture
     def mixed_node(self, fake_nvml):
@@ -154,7 +157,7 @@ class TestStatusOnFakeNvml:
 
     def test_table_shows_every_gpu_with_margins_on_both_scales(self, mixed_node):
         mixed_node.set(7, "temperature_c", 80)
-        result = run("status", env=mixed_node.env("full"))
+        result = run("status", "--source", "nvml", env=mixed_node.env("full"))
         assert result.returncode == 0, result.stderr
         rows = [re.split(r"\s{2,}", row) for row in table_rows(result.stdout)]
         assert len(rows) == 8
@@ -165,7 +168,7 @@ class TestStatusOnFakeNvml:
     def test_lost_gpu_and_xids_are_reported_while_others_read(self, mixed_node):
         mixed_node.set_gpu_return(2, "GPU_IS_LOST")
         mixed_node.inject_xid(5, 79, count=2)
-        result = run("status", "--json", env=mixed_node.env("full"))
+        result = run("status", "--source", "nvml", "--json", env=mixed_node.env("full"))
         assert result.returncode == 0, result.stderr
         gpus = json.loads(result.stdout)["gpus"]
         assert gpus[2]["health"] == "lost"
@@ -176,7 +179,7 @@ class TestStatusOnFakeNvml:
     def test_a_hung_call_makes_status_report_and_exit_instead_of_hanging(self, mixed_node):
         mixed_node.block(3, "nvmlDeviceGetPowerUsage")
         started = time.monotonic()
-        result = run("status", "--timeout", "0.5", env=mixed_node.env("full"))
+        result = run("status", "--source", "nvml", "--timeout", "0.5", env=mixed_node.env("full"))
         assert time.monotonic() - started < TIMEOUT_S / 2
         assert mixed_node.calls(3, "nvmlDeviceGetPowerUsage") >= 1
         assert result.returncode == 2

@@ -1,16 +1,31 @@
-"""`gpuwatch status`: a table (or JSON) of every GPU's temperatures, margin, power and clocks."""
+"""`gpuwatch status`: the running daemon's decision per GPU, or (no daemon, or --source) the raw readings."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from gpuwatch.cli.options import EXIT_ERROR, configure_logging, fail, open_source_or_exit, source_option
+from gpuwatch.cli.admit import connect
+from gpuwatch.cli.check import EXIT_UNKNOWN, judge
+from gpuwatch.cli.daemon_view import render_daemon_state
+from gpuwatch.cli.options import (
+    DAEMON_TIMEOUT_S,
+    EXIT_ERROR,
+    configure_logging,
+    fail,
+    open_source_or_exit,
+    source_option,
+    url_option,
+)
 from gpuwatch.cli.table import render_status
+from gpuwatch.client import GpuwatchClient, GpuwatchError
 from gpuwatch.clock import SystemClock
 from gpuwatch.codec import snapshot_to_dict
 from gpuwatch.model import Snapshot
@@ -32,9 +47,53 @@ def _emit(snapshot: Snapshot, *, as_json: bool, now_monotonic: float) -> None:
         click.echo(render_status(snapshot, now_monotonic))
 
 
+def _colour() -> bool:
+    """Colours on a terminal, none when piped or when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _show_document(document: dict[str, Any], *, as_json: bool, clear: bool) -> None:
+    if as_json:
+        # The daemon's own compact encoding: the same bytes /v1/state answered.
+        click.echo(json.dumps(document, separators=(",", ":"), allow_nan=False))
+        return
+    if clear:
+        click.clear()
+    colour = _colour()
+    click.echo(render_daemon_state(document, colour=colour), color=colour)
+
+
+def _from_daemon(
+    client: GpuwatchClient, first: dict[str, Any], *, as_json: bool, watch_s: float | None, count: int | None
+) -> int:
+    """Show the daemon's decision (again every `watch_s`); the exit status is `check`'s for the last one."""
+    document: dict[str, Any] | None = first
+    clear = watch_s is not None and not as_json and sys.stdout.isatty()
+    shown = 0
+    try:
+        while True:
+            if document is not None:
+                _show_document(document, as_json=as_json, clear=clear)
+            shown += 1
+            if watch_s is None or (count is not None and shown >= count):
+                break
+            time.sleep(watch_s)
+            try:
+                document = client.state()
+            except GpuwatchError as exc:
+                document = None
+                click.echo(f"gpuwatch: {exc}", err=True)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_UNKNOWN if document is None else judge(document).status
+
+
 @click.command()
+@url_option
 @source_option
-@click.option("--json", "as_json", is_flag=True, help="Print the snapshot as JSON instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the daemon's /v1/state (or the snapshot) as JSON."
+)
 @click.option(
     "--watch",
     "watch_s",
@@ -54,16 +113,55 @@ def _emit(snapshot: Snapshot, *, as_json: bool, now_monotonic: float) -> None:
     type=click.FloatRange(min=0.01),
     default=DEFAULT_TIMEOUT_S,
     show_default=True,
-    help="Seconds to wait for the source (a hung driver) before reporting it as not answering.",
+    help="Seconds to wait for the source (a hung driver) before reporting it as not answering; "
+    f"asking the daemon, {DAEMON_TIMEOUT_S:g} s unless given.",
 )
-def status(
-    source_spec: str, *, as_json: bool, watch_s: float | None, count: int | None, timeout_s: float
+@click.pass_context
+def status(  # noqa: PLR0913 - one per option
+    ctx: click.Context,
+    url: str,
+    source_spec: str,
+    *,
+    as_json: bool,
+    watch_s: float | None,
+    count: int | None,
+    timeout_s: float,
 ) -> None:
-    """Show every GPU: temperatures, thermal margin, power, utilization, memory, clocks.
+    """Show what the running gpuwatch daemon decided for every GPU, and why.
 
-    Exits 2 with one sentence when the source gives no data (e.g. no NVIDIA driver).
+    Asks the daemon at --url: the node's state, pressure and free slots by class, and per GPU its
+    state, slots (critical/default/sheddable), reserved jobs, margin, predicted margin, time to
+    slowdown, power, utilization and memory, with the reason of every GPU that is not OK. Exit
+    status as `gpuwatch check`: 0 ok or elevated, 1 hot, critical, failed or stale, 2 unknown.
+
+    With --source, or when no daemon answers (said on stderr), reads the GPUs directly instead:
+    temperatures, margin, power, utilization, memory and clocks, and no policy runs. Exits 2
+    with one sentence when that source gives no data (e.g. no NVIDIA driver).
     """
     configure_logging(logging.ERROR)
+    explicit = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    if ctx.get_parameter_source("source_spec") not in explicit:
+        explicit_timeout = ctx.get_parameter_source("timeout_s") in explicit
+        client = connect(url, timeout_s if explicit_timeout else DAEMON_TIMEOUT_S)
+        try:
+            first = client.state()
+        except GpuwatchError as exc:
+            click.echo(
+                f"gpuwatch: no daemon answered ({exc}); reading --source {source_spec} directly", err=True
+            )
+        else:
+            raise click.exceptions.Exit(
+                _from_daemon(client, first, as_json=as_json, watch_s=watch_s, count=count)
+            )
+        if not as_json:
+            click.echo(f"no policy ran: raw readings from {source_spec}, no gpuwatch daemon at {url}")
+    _direct(source_spec, as_json=as_json, watch_s=watch_s, count=count, timeout_s=timeout_s)
+
+
+def _direct(
+    source_spec: str, *, as_json: bool, watch_s: float | None, count: int | None, timeout_s: float
+) -> None:
+    """Today's direct read: the source's snapshot as a table or JSON, again every `watch_s`."""
     clock = SystemClock()
     source = open_source_or_exit(source_spec, clock)
     sampler = Sampler(source, interval_s=watch_s or 1.0, read_timeout_s=timeout_s, clock=clock)

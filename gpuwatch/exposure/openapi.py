@@ -60,7 +60,9 @@ def _gpu_schema() -> Json:
         "power_w",
         "power_limit_w",
         "sustainable_power_w",
+        "utilization_ratio",
     )
+    byte_counts = ("memory_used_bytes", "memory_total_bytes")
     properties: Json = {
         "index": {"type": "integer"},
         "uuid": {"type": "string"},
@@ -95,6 +97,7 @@ def _gpu_schema() -> Json:
             "additionalProperties": {"type": "integer", "minimum": 1},
         },
         **dict.fromkeys(numbers, _NUMBER_OR_NULL),
+        **{key: {"type": ["integer", "null"], "minimum": 0} for key in byte_counts},
     }
     return {"type": "object", "required": list(properties), "properties": properties}
 

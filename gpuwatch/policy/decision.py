@@ -143,6 +143,9 @@ class GpuDecision:
     time_to_slowdown_s: float | None = None  # None: not heading there
     power_w: float | None = None
     power_limit_w: float | None = None
+    utilization_ratio: float | None = None  # of the last sample period, 0-1
+    memory_used_bytes: int | None = None
+    memory_total_bytes: int | None = None
     sustainable_power_w: float | None = None  # highest steady power that stays above the margin
     clock_event_reasons: tuple[str, ...] = ()  # active clock-event reasons, in words
     retry_after_s: float | None = None  # predicted seconds until it admits again; None if it does

@@ -161,6 +161,9 @@ def _base(sample: GpuSample, state: ThermalState, config: PolicyConfig) -> GpuDe
         memory_margin_c=reading.memory_margin_c if reading else None,
         power_w=reading.power_w if reading else None,
         power_limit_w=reading.power_limit_w if reading else None,
+        utilization_ratio=reading.utilization_ratio if reading else None,
+        memory_used_bytes=reading.memory_used_bytes if reading else None,
+        memory_total_bytes=identity.memory_total_bytes,
         clock_event_reasons=reason_words(reading.clock_event_reasons or 0) if reading else (),
         sampled_at=reading.monotonic if reading else None,
     )

@@ -1,0 +1,128 @@
+"""Renders the running daemon's `/v1/state` as the screen `gpuwatch status` prints: its decision, per GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import click
+
+from gpuwatch.cli.table import MISSING, format_table
+
+_GIB = 1024**3
+CLASS_LETTERS = (("critical", "C"), ("default", "D"), ("sheddable", "S"))
+HEADERS = (
+    "GPU",
+    "NAME",
+    "STATE",
+    "SLOTS C/D/S",
+    "RESERVED",
+    "MARGIN",
+    "PREDICTED",
+    "TO SLOWDOWN",
+    "POWER / LIMIT",
+    "UTIL",
+    "MEMORY",
+)
+_STATE_COLOURS: Mapping[str, dict[str, Any]] = {
+    "ok": {"fg": "green"},
+    "elevated": {"fg": "yellow"},
+    "hot": {"fg": "red"},
+    "critical": {"fg": "red", "bold": True, "reverse": True},
+    "failed": {"fg": "red", "bold": True},
+    "unknown": {"fg": "magenta"},
+}
+# Margin bands, °C: within the last two degrees a GPU is one job from its guard; within five it
+# is warm enough that an operator watches it.
+RED_BELOW_C = 2.0
+YELLOW_BELOW_C = 5.0
+
+
+def _number(value: object, template: str) -> str:
+    return MISSING if value is None else template.format(value)
+
+
+def _slots(slots: Mapping[str, int] | None) -> str:
+    if not slots:
+        return MISSING
+    return "/".join(str(slots.get(name, 0)) for name, _ in CLASS_LETTERS)
+
+
+def _power(gpu: Mapping[str, Any]) -> str:
+    used, limit = gpu.get("power_w"), gpu.get("power_limit_w")
+    if used is None and limit is None:
+        return MISSING
+    return f"{_number(used, '{:.0f}')} / {_number(limit, '{:.0f}')} W"
+
+
+def _memory(gpu: Mapping[str, Any]) -> str:
+    used, total = gpu.get("memory_used_bytes"), gpu.get("memory_total_bytes")
+    if used is None:
+        return MISSING
+    return f"{used / _GIB:.1f} / {_number(None if total is None else total / _GIB, '{:.1f}')} GiB"
+
+
+def gpu_row(gpu: Mapping[str, Any]) -> tuple[str, ...]:
+    """One GPU's row; what the daemon does not know shows as '-'."""
+    return (
+        str(gpu["index"]),
+        str(gpu.get("name") or MISSING),
+        str(gpu["state"]),
+        _slots(gpu.get("slots")),
+        _number(gpu.get("reserved"), "{}"),
+        _number(gpu.get("margin_c"), "{:.1f}C"),
+        _number(gpu.get("predicted_margin_c"), "{:.1f}C"),
+        _number(gpu.get("time_to_slowdown_s"), "{:.0f} s"),
+        _power(gpu),
+        _number(gpu.get("utilization_ratio"), "{:.0%}"),
+        _memory(gpu),
+    )
+
+
+def _margin_style(text: str, margin_c: float | None) -> str:
+    if margin_c is None or margin_c >= YELLOW_BELOW_C:
+        return text
+    return click.style(text, fg="red" if margin_c < RED_BELOW_C else "yellow")
+
+
+def _styled(
+    lines: Sequence[str], rows: Sequence[tuple[str, ...]], gpus: Sequence[Mapping[str, Any]]
+) -> list[str]:
+    """Colour each GPU line's state and margin cells in place (after padding, so columns stay aligned)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    styled = [lines[0]]
+    for row, gpu in zip(rows[1:], gpus, strict=True):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        cells[2] = click.style(cells[2], **_STATE_COLOURS.get(str(gpu["state"]), {}))
+        cells[5] = _margin_style(cells[5], gpu.get("margin_c"))
+        styled.append("  ".join(cells).rstrip())
+    return styled
+
+
+def node_line(document: Mapping[str, Any]) -> str:
+    """The node's state, pressure, free slots by class, sample age and source."""
+    slots = document.get("slots") or {}
+    free = ", ".join(f"{name} {slots.get(name, 0)}" for name, _ in CLASS_LETTERS)
+    age = document.get("sample_age_s")
+    sample = "never sampled" if age is None else f"sample {float(age):.1f} s old"
+    return (
+        f"node {document['state']} | pressure {float(document['pressure']):.2f} | free slots {free} | "
+        f"{sample} | source {document.get('source', MISSING)}"
+    )
+
+
+def render_daemon_state(document: Mapping[str, Any], *, colour: bool) -> str:
+    """The node line, a row per GPU, and the reason sentence of every GPU that is not OK."""
+    gpus: list[Mapping[str, Any]] = list(document["gpus"])
+    head = node_line(document)
+    lines = [click.style(head, **_STATE_COLOURS.get(str(document["state"]), {})) if colour else head]
+    if gpus:
+        rows = [HEADERS, *(gpu_row(gpu) for gpu in gpus)]
+        table = format_table(rows)
+        lines.extend(_styled(table, rows, gpus) if colour else table)
+    lines.extend(
+        f"GPU {gpu['index']}: {gpu.get('sentence') or ', '.join(gpu.get('reasons') or ())}"
+        for gpu in gpus
+        if gpu["state"] != "ok"
+    )
+    return "\n".join(lines)

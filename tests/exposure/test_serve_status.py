@@ -1,0 +1,154 @@
+"""`gpuwatch status` asks a real `gpuwatch serve` and shows its decision: slots, reserved, why."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+from serve_helpers import ServeProcess, get
+
+from gpuwatch.cli.daemon_view import render_daemon_state
+
+# One H100 at 685 W behind 50 °C air: about 3 °C of margin from the first sample on. With a
+# `default` guard of 10 °C it has no `default` slot (HOT); `critical` (guard 0) keeps its
+# capped count, since 15 W under the power limit more jobs can add under a degree.
+HOT_NODE = """
+seed = 2
+inlet_c = 50.0
+[[gpus]]
+sku = "H100"
+count = 1
+[load]
+jobs = 3
+arrival_per_s = 0.0
+"""
+HOT_GUARDS = """
+[policy]
+critical_guard_c = 0
+default_guard_c = 10
+sheddable_guard_c = 20
+"""
+# Long enough that the decision `status` shows is the one a direct GET gets just after.
+INTERVAL_S = 30.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def status(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("GPUWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "gpuwatch", "status", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def hot_daemon(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("status")
+    (folder / "hot.toml").write_text(HOT_NODE)
+    (folder / "gpuwatch.toml").write_text(HOT_GUARDS)
+    daemon = ServeProcess(
+        f"--source=sim:{folder / 'hot.toml'}",
+        f"--interval={INTERVAL_S}",
+        "--web.listen-address=127.0.0.1:0",
+        "--agent.listen-address=",
+        "--state-dir=",
+        f"--config={folder / 'gpuwatch.toml'}",
+    )
+    try:
+        yield daemon.port("HTTP")
+    finally:
+        daemon.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class TestStatusAsksTheDaemon:
+    def test_the_screen_shows_the_held_back_gpu_its_slots_and_why(self, hot_daemon):
+        result = status("--url", f"http://127.0.0.1:{hot_daemon}")
+        state = get(hot_daemon, "/v1/state").json()
+        print(result.stdout)  # noqa: T201 - the screen is this test's report
+        assert result.returncode == 1, result.stderr  # HOT: a problem, as `gpuwatch check` says
+        lines = result.stdout.splitlines()
+        assert lines[0].startswith("node hot | pressure ")
+        critical = state["slots"]["critical"]
+        assert critical > 0
+        assert f"free slots critical {critical}, default 0, sheddable 0" in lines[0]
+        assert lines[1].split() == [
+            "GPU",
+            "NAME",
+            "STATE",
+            "SLOTS",
+            "C/D/S",
+            "RESERVED",
+            "MARGIN",
+            "PREDICTED",
+            "TO",
+            "SLOWDOWN",
+            "POWER",
+            "/",
+            "LIMIT",
+            "UTIL",
+            "MEMORY",
+        ]
+        gpu = state["gpus"][0]
+        row = re.split(r"\s{2,}", lines[2])
+        assert row[:6] == ["0", gpu["name"], "hot", f"{critical}/0/0", "0", f"{gpu['margin_c']:.1f}C"]
+        assert row[8] == f"{gpu['power_w']:.0f} / {gpu['power_limit_w']:.0f} W"
+        assert row[9] == f"{gpu['utilization_ratio']:.0%}"
+        assert lines[3] == f"GPU 0: {gpu['sentence']}"
+        assert "\x1b[" not in result.stdout  # piped: no colours
+
+    def test_json_is_the_daemons_state_answer_byte_for_byte(self, hot_daemon):
+        result = status("--url", f"http://127.0.0.1:{hot_daemon}", "--json")
+        answer = get(hot_daemon, "/v1/state")
+        assert result.returncode == 1
+        assert result.stdout.encode() == answer.body
+        assert json.loads(result.stdout)["gpus"][0]["memory_total_bytes"] > 0
+
+    def test_watch_asks_again_each_time(self, hot_daemon):
+        result = status("--url", f"http://127.0.0.1:{hot_daemon}", "--watch", "0.1", "--count", "3")
+        assert result.returncode == 1
+        assert sum(line.startswith("node hot |") for line in result.stdout.splitlines()) == 3
+
+    def test_colours_mark_state_and_margin_without_moving_the_columns(self, hot_daemon):
+        document = get(hot_daemon, "/v1/state").json()
+        coloured = render_daemon_state(document, colour=True)
+        plain = render_daemon_state(document, colour=False)
+        assert "\x1b[31m" in coloured  # hot in red, and a 3 °C margin in yellow
+        assert "\x1b[33m" in coloured
+        assert ANSI.sub("", coloured) == plain
+
+
+class TestStatusWithoutADaemon:
+    def test_says_so_and_reads_the_source_directly(self, fake_nvml):
+        from fake_nvml.profiles import H100_SXM  # noqa: PLC0415 - test-only package
+
+        fake_nvml.install([H100_SXM] * 2)
+        url = f"http://127.0.0.1:{_free_port()}"
+        result = status("--url", url, env=fake_nvml.env("full"))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith(f"gpuwatch: no daemon answered (cannot reach gpuwatch at {url}")
+        assert "reading --source nvml directly" in result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"no policy ran: raw readings from nvml, no gpuwatch daemon at {url}"
+        assert [line.split()[0] for line in lines[1:4]] == ["GPU", "0", "1"]
+
+    def test_an_explicit_source_is_read_without_asking(self):
+        result = status("--source", "sim:1xH100", "--url", f"http://127.0.0.1:{_free_port()}")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert "no policy ran" not in result.stdout
+        assert result.stdout.splitlines()[0].split()[:3] == ["GPU", "NAME", "TEMP"]
