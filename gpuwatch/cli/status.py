@@ -24,6 +24,7 @@ from gpuwatch.cli.options import (
     source_option,
     url_option,
 )
+from gpuwatch.cli.screen import Screen, watching
 from gpuwatch.cli.table import render_status
 from gpuwatch.client import GpuwatchClient, GpuwatchError
 from gpuwatch.clock import SystemClock
@@ -40,11 +41,11 @@ def _source_down(snapshot: Snapshot) -> bool:
     return snapshot.health.source_error is not None and all(g.reading is None for g in snapshot.gpus)
 
 
-def _emit(snapshot: Snapshot, *, as_json: bool, now_monotonic: float) -> None:
+def _snapshot_text(snapshot: Snapshot, *, as_json: bool, now_monotonic: float, banner: str) -> str:
     if as_json:
-        click.echo(json.dumps(snapshot_to_dict(snapshot), indent=2))
-    else:
-        click.echo(render_status(snapshot, now_monotonic))
+        return json.dumps(snapshot_to_dict(snapshot), indent=2)
+    table = render_status(snapshot, now_monotonic)
+    return f"{banner}\n{table}" if banner else table
 
 
 def _colour() -> bool:
@@ -52,15 +53,11 @@ def _colour() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _show_document(document: dict[str, Any], *, as_json: bool, clear: bool) -> None:
+def _document_text(document: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
         # The daemon's own compact encoding: the same bytes /v1/state answered.
-        click.echo(json.dumps(document, separators=(",", ":"), allow_nan=False))
-        return
-    if clear:
-        click.clear()
-    colour = _colour()
-    click.echo(render_daemon_state(document, colour=colour), color=colour)
+        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+    return render_daemon_state(document, colour=_colour())
 
 
 def _from_daemon(
@@ -68,21 +65,25 @@ def _from_daemon(
 ) -> int:
     """Show the daemon's decision (again every `watch_s`); the exit status is `check`'s for the last one."""
     document: dict[str, Any] | None = first
-    clear = watch_s is not None and not as_json and sys.stdout.isatty()
+    screen = Screen(in_place=watch_s is not None and not as_json)
     shown = 0
     try:
-        while True:
-            if document is not None:
-                _show_document(document, as_json=as_json, clear=clear)
-            shown += 1
-            if watch_s is None or (count is not None and shown >= count):
-                break
-            time.sleep(watch_s)
-            try:
-                document = client.state()
-            except GpuwatchError as exc:
-                document = None
-                click.echo(f"gpuwatch: {exc}", err=True)
+        with watching(screen):
+            while True:
+                if document is not None:
+                    screen.draw(_document_text(document, as_json=as_json))
+                shown += 1
+                if watch_s is None or (count is not None and shown >= count):
+                    break
+                time.sleep(watch_s)
+                try:
+                    document = client.state()
+                except GpuwatchError as exc:
+                    document = None
+                    if screen.in_place:
+                        screen.draw(f"gpuwatch: {exc}")
+                    else:
+                        click.echo(f"gpuwatch: {exc}", err=True)
     except KeyboardInterrupt:
         pass
     return EXIT_UNKNOWN if document is None else judge(document).status
@@ -153,31 +154,41 @@ def status(  # noqa: PLR0913 - one per option
             raise click.exceptions.Exit(
                 _from_daemon(client, first, as_json=as_json, watch_s=watch_s, count=count)
             )
-        if not as_json:
-            click.echo(f"no policy ran: raw readings from {source_spec}, no gpuwatch daemon at {url}")
-    _direct(source_spec, as_json=as_json, watch_s=watch_s, count=count, timeout_s=timeout_s)
+        banner = f"no policy ran: raw readings from {source_spec}, no gpuwatch daemon at {url}"
+    else:
+        banner = ""
+    _direct(source_spec, as_json=as_json, watch_s=watch_s, count=count, timeout_s=timeout_s, banner=banner)
 
 
-def _direct(
-    source_spec: str, *, as_json: bool, watch_s: float | None, count: int | None, timeout_s: float
+def _direct(  # noqa: PLR0913 - the options it runs with
+    source_spec: str,
+    *,
+    as_json: bool,
+    watch_s: float | None,
+    count: int | None,
+    timeout_s: float,
+    banner: str,
 ) -> None:
-    """Today's direct read: the source's snapshot as a table or JSON, again every `watch_s`."""
+    """The direct read: the source's snapshot as a table or JSON, again every `watch_s`."""
     clock = SystemClock()
     source = open_source_or_exit(source_spec, clock)
     sampler = Sampler(source, interval_s=watch_s or 1.0, read_timeout_s=timeout_s, clock=clock)
+    screen = Screen(in_place=watch_s is not None and not as_json)
     try:
         shown = 0
-        while True:
-            snapshot = sampler.sample_once()
-            if _source_down(snapshot) and watch_s is None:
-                fail(snapshot.health.source_error or "the source gave no data")
-            if watch_s is not None and not as_json and sys.stdout.isatty():
-                click.clear()
-            _emit(snapshot, as_json=as_json, now_monotonic=clock.monotonic())
-            shown += 1
-            if watch_s is None or (count is not None and shown >= count) or sampler.exhausted:
-                break
-            time.sleep(watch_s)
+        with watching(screen):
+            while True:
+                snapshot = sampler.sample_once()
+                if _source_down(snapshot) and watch_s is None:
+                    fail(snapshot.health.source_error or "the source gave no data")
+                text = _snapshot_text(
+                    snapshot, as_json=as_json, now_monotonic=clock.monotonic(), banner=banner
+                )
+                screen.draw(text)
+                shown += 1
+                if watch_s is None or (count is not None and shown >= count) or sampler.exhausted:
+                    break
+                time.sleep(watch_s)
     except KeyboardInterrupt:
         pass
     finally:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from serve_helpers import ServeProcess, get
@@ -152,3 +154,75 @@ class TestStatusWithoutADaemon:
         assert result.stderr == ""
         assert "no policy ran" not in result.stdout
         assert result.stdout.splitlines()[0].split()[:3] == ["GPU", "NAME", "TEMP"]
+
+
+TMUX = shutil.which("tmux")
+
+
+class Tmux:
+    """A shell in a detached tmux session on its own server: a real terminal the test can read."""
+
+    def __init__(self, name: str, width: int, height: int) -> None:
+        self.base = [TMUX or "tmux", "-L", name]
+        self.run(
+            "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), "bash --norc --noprofile"
+        )
+        self.run("set-option", "-t", "t", "status", "off")
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+
+    def type(self, *keys: str) -> None:
+        self.run("send-keys", "-t", "t", *keys)
+
+    def screen(self) -> list[str]:
+        return self.run("capture-pane", "-p", "-t", "t").rstrip("\n").split("\n")
+
+    def wait_for(self, predicate, what: str, timeout_s: float = 15.0) -> list[str]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lines = self.screen()
+            if predicate(lines):
+                return lines
+            time.sleep(0.1)
+        raise AssertionError(f"tmux never showed {what}:\n" + "\n".join(self.screen()))
+
+    def close(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True, check=False, timeout=10)
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (tests/run installs it)")
+class TestWatchInATerminal:
+    def test_redraws_in_place_follows_a_resize_and_gives_the_shell_back(self, hot_daemon):
+        terminal = Tmux(f"gpuwatch-status-{os.getpid()}", 160, 20)
+        try:
+            terminal.type("PS1='ready$ '; export NO_COLOR=1; clear", "Enter")
+            terminal.wait_for(lambda lines: lines[0].startswith("ready$"), "the shell")
+            command = f"{sys.executable} -m gpuwatch status --url http://127.0.0.1:{hot_daemon} --watch 0.2"
+            terminal.type(command, "Enter")
+            first = terminal.wait_for(lambda lines: lines[0].startswith("node hot |"), "the status screen")
+            print("\n".join(first))  # noqa: T201 - the captured screen is this test's report
+            # In place: after a dozen refreshes the screen holds one frame, at the top, no scrolling.
+            time.sleep(2.5)
+            later = terminal.screen()
+            assert later[0].startswith("node hot |")
+            assert sum(line.startswith("node hot |") for line in later) == 1
+            assert later[2].split()[:3] == ["0", "NVIDIA", "H100"]
+            # A narrower window: redrawn at once, long lines cut rather than wrapped onto new rows.
+            terminal.run("resize-window", "-t", "t", "-x", "60", "-y", "20")
+            narrow = terminal.wait_for(
+                lambda lines: len(lines[0]) <= 60 and lines[1].startswith("GPU"), "a redraw"
+            )
+            assert narrow[0].startswith("node hot |")
+            assert sum(line.startswith("node hot") for line in narrow) == 1
+            # Ctrl-C: the watch ends, the normal screen (and its prompt) comes back, the shell works.
+            terminal.type("C-c")
+            terminal.wait_for(
+                lambda lines: not any(line.startswith("node hot") for line in lines), "the shell again"
+            )
+            terminal.type("echo usable-$((6*7))", "Enter")
+            terminal.wait_for(lambda lines: "usable-42" in lines, "the shell answering")
+        finally:
+            terminal.close()

@@ -1,0 +1,69 @@
+"""A terminal screen redrawn in place for `--watch`, as `watch` and nvitop do; plain lines elsewhere."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TextIO
+
+# ANSI/VT100: the alternate screen keeps the shell's scrollback untouched, and it is left on exit.
+# Line wrap off, so a line wider than the terminal is cut rather than pushing the frame down.
+_ENTER = "\x1b[?1049h\x1b[?25l\x1b[?7l"  # alternate screen, cursor hidden, no wrap
+_LEAVE = "\x1b[?7h\x1b[?25h\x1b[?1049l"  # wrap, cursor shown, normal screen back
+_HOME = "\x1b[H"
+_CLEAR_LINE_END = "\x1b[K"
+_CLEAR_BELOW = "\x1b[J"
+
+
+class Screen:
+    """Draws whole frames: in place on a terminal (no scrolling), appended lines elsewhere."""
+
+    def __init__(self, *, in_place: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.in_place = in_place and self.stream.isatty()
+        self._last = ""
+
+    def draw(self, frame: str) -> None:
+        """Show `frame`: over the previous one on a terminal, after it otherwise."""
+        self._last = frame
+        if not self.in_place:
+            self.stream.write(frame + "\n")
+        else:
+            self.stream.write(_HOME + self._fitted(frame) + _CLEAR_BELOW)
+        self.stream.flush()
+
+    def _fitted(self, frame: str) -> str:
+        """The lines that fit the terminal's height, each cleared to its end so nothing old shows."""
+        rows = shutil.get_terminal_size().lines
+        lines = frame.split("\n")[:rows]
+        return "\r\n".join(line + _CLEAR_LINE_END for line in lines)
+
+    def redraw(self) -> None:
+        """The last frame again (after a resize)."""
+        if self._last:
+            self.draw(self._last)
+
+
+@contextlib.contextmanager
+def watching(screen: Screen) -> Iterator[None]:
+    """The alternate screen while watching, redrawn on a resize; the terminal restored however it ends."""
+    if not screen.in_place:
+        yield
+        return
+    stream = screen.stream
+    previous: Callable[[int, FrameType | None], object] | int | None = None
+    if hasattr(signal, "SIGWINCH"):
+        previous = signal.signal(signal.SIGWINCH, lambda _signum, _frame: screen.redraw())
+    stream.write(_ENTER)
+    stream.flush()
+    try:
+        yield
+    finally:
+        stream.write(_LEAVE)
+        stream.flush()
+        if hasattr(signal, "SIGWINCH"):
+            signal.signal(signal.SIGWINCH, previous)
