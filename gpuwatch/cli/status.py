@@ -29,6 +29,7 @@ from gpuwatch.cli.table import render_status
 from gpuwatch.client import GpuwatchClient, GpuwatchError
 from gpuwatch.clock import SystemClock
 from gpuwatch.codec import snapshot_to_dict
+from gpuwatch.exposure.http.responses import json_bytes
 from gpuwatch.model import Snapshot
 from gpuwatch.sampler import Sampler
 
@@ -55,8 +56,9 @@ def _colour() -> bool:
 
 def _document_text(document: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
-        # The daemon's own compact encoding: the same bytes /v1/state answered.
-        return json.dumps(document, separators=(",", ":"), allow_nan=False)
+        # Encoded as the daemon encodes it: the same bytes /v1/state answered (less the newline
+        # the screen adds back).
+        return json_bytes(document).decode().removesuffix("\n")
     return render_daemon_state(document, colour=_colour())
 
 

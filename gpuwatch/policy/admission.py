@@ -78,22 +78,15 @@ def admit(
     candidates = [g for g in decision.gpus if frees.get(g.index, 0) > 0 and (pinned is None or g is pinned)]
     if candidates:
         chosen = min(candidates, key=lambda g: (-frees[g.index], g.pressure, g.index))
-        if pinned is not None:
-            return _admitted(
-                priority,
-                chosen,
-                state=chosen.state,
-                pressure=chosen.pressure,
-                sentence=chosen.sentence,
-                slots_left=frees[chosen.index] - 1,
-            )
+        # Pinned, the answer speaks for that GPU; otherwise for the node, slots summed over GPUs.
+        about: GpuDecision | NodeDecision = decision if pinned is None else chosen
         return _admitted(
             priority,
             chosen,
-            state=decision.state,
-            pressure=decision.pressure,
-            sentence=decision.sentence,
-            slots_left=left - 1,
+            state=about.state,
+            pressure=about.pressure,
+            sentence=about.sentence,
+            slots_left=(left if pinned is None else frees[chosen.index]) - 1,
         )
     if not decision.gpus and priority in decision.admits and pinned is None:
         # No GPU known at all: only a node failing open admits, and it names no GPU.

@@ -49,8 +49,7 @@ def extra_jobs(forecast: Forecast, job_power_w: float, guard_c: float) -> float:
 
     Negative when even today's power leaves the path below the guard.
     """
-    response = forecast.response
-    if response is None or not forecast.path_c:
+    if forecast.response is None or not forecast.path_c:
         return -math.inf
     cap_w = forecast.headroom_w
     fits = math.inf
@@ -138,8 +137,7 @@ def _whole(jobs: float, most: int) -> int:
 
 def lowest_margin_c(forecast: Forecast, extra_w: float) -> float | None:
     """The lowest margin over the horizon with `extra_w` more drawn from now (capped at the limit), °C."""
-    response = forecast.response
-    if response is None or not forecast.path_c:
+    if forecast.response is None or not forecast.path_c:
         return None
     added_w = extra_w if forecast.headroom_w is None else min(extra_w, forecast.headroom_w)
     return min(

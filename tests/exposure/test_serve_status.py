@@ -13,28 +13,10 @@ import time
 
 import pytest
 from serve_helpers import ServeProcess, get
+from sim_nodes import HOT_GUARDS, HOT_NODE
 
 from gpuwatch.cli.daemon_view import render_daemon_state
 
-# One H100 at 685 W behind 50 °C air: about 3 °C of margin from the first sample on. With a
-# `default` guard of 10 °C it has no `default` slot (HOT); `critical` (guard 0) keeps its
-# capped count, since 15 W under the power limit more jobs can add under a degree.
-HOT_NODE = """
-seed = 2
-inlet_c = 50.0
-[[gpus]]
-sku = "H100"
-count = 1
-[load]
-jobs = 3
-arrival_per_s = 0.0
-"""
-HOT_GUARDS = """
-[policy]
-critical_guard_c = 0
-default_guard_c = 10
-sheddable_guard_c = 20
-"""
 # Long enough that the decision `status` shows is the one a direct GET gets just after.
 INTERVAL_S = 30.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

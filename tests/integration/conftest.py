@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from int_procs import Child, HttpAnswer, Spawner, agent_line, free_port, http_get, wait_for
-from int_scenarios import COOL_NODE, HOT_GUARDS, HOT_NODE
 from int_stub import StubGpuwatch
+from sim_nodes import COOL_NODE, HOT_GUARDS, HOT_NODE
 
 GPUWATCH = [sys.executable, "-m", "gpuwatch"]
 # Sample 5 times a second, so the tests see a cooling fault within a second or two.

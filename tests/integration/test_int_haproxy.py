@@ -10,7 +10,7 @@ import pytest
 from int_apps import NamedApp
 from int_procs import Spawner, free_port, http_get, wait_for
 from int_readme import integration_block, with_addresses
-from int_scenarios import COOL_NODE, SHORT_HOLD_CONFIG, cooling_fault
+from sim_nodes import COOL_NODE, SHORT_HOLD_CONFIG, cooling_fault
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 AGENT_INTER_S = 0.5  # `agent-inter 500ms` in README's block

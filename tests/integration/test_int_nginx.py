@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from int_procs import Spawner, free_port, http_get
 from int_readme import integration_block, with_addresses
-from int_scenarios import cooling_fault
+from sim_nodes import cooling_fault
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # The fault comes this long after gpuwatch starts: time to see the node cool and admitting, s.

@@ -1,4 +1,4 @@
-"""Simulated nodes for the integration tests, as scenario TOML (see gpuwatch/sources/sim/scenario.py).
+"""Simulated nodes for the tests that run real daemons, as scenario TOML (gpuwatch/sources/sim/scenario.py).
 
 One H100 at a steady load, no random arrivals, so every run heats the same way. An H100 sheds
 its heat through R = 0.05 °C/W and hits max operating at 87 °C. The cooling fault runs on the
