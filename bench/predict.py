@@ -34,10 +34,10 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import SampleHealth, Snapshot
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.engine import Policy
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import SampleHealth, Snapshot
 from gpuwatch.sources.sim import SimSource
 from gpuwatch.sources.sim.profiles import SkuProfile
 from gpuwatch.sources.sim.scenario import LoadSettings, Scenario

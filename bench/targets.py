@@ -22,8 +22,8 @@ import os
 import sys
 import time
 
-from gpuwatch.config_file import load_config
 from gpuwatch.policy.decision import PriorityClass
+from gpuwatch.service.config_file import load_config
 from gpuwatch.simulate import report, runner
 from gpuwatch.simulate.metrics import ControllerResult
 from gpuwatch.simulate.shipped import SHIPPED, open_scenario

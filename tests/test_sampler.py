@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import GpuHealth, GpuIdentity, GpuReading, GpuSample, frozen_counts
-from gpuwatch.sampler import EXCEPTION, TIMEOUT, Sampler
+from gpuwatch.sampler.loop import EXCEPTION, TIMEOUT, Sampler
 from gpuwatch.sources.base import SourceExhaustedError, SourceReading
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import GpuHealth, GpuIdentity, GpuReading, GpuSample, frozen_counts
 
 # Generous bound for "promptly" on a loaded 2-core CI machine, in seconds.
 PROMPT_S = 2.0

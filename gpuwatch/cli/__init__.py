@@ -7,6 +7,7 @@ import click
 from gpuwatch import __version__
 from gpuwatch.cli.admit import admit
 from gpuwatch.cli.check import check
+from gpuwatch.cli.fleet import fleet
 from gpuwatch.cli.record import record
 from gpuwatch.cli.serve import serve
 from gpuwatch.cli.simulate import simulate
@@ -20,6 +21,7 @@ def main() -> None:
 
 
 main.add_command(status)
+main.add_command(fleet)
 main.add_command(record)
 main.add_command(admit)
 main.add_command(check)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gpuwatch.cli.options import configure_logging, fail, timeout_option, url_option
-from gpuwatch.client import AdmitResult, GpuwatchClient, GpuwatchRequestError
+from gpuwatch.exposure.client import AdmitResult, GpuwatchClient, GpuwatchRequestError
 from gpuwatch.policy.decision import PriorityClass
 
 # EX_TEMPFAIL from sysexits.h: "try again later", which schedulers and shell loops understand.

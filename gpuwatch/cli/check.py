@@ -10,10 +10,10 @@ import click
 
 from gpuwatch.cli.admit import connect
 from gpuwatch.cli.options import configure_logging, fail, timeout_option, url_option
-from gpuwatch.client import GpuwatchError
-from gpuwatch.config_file import ConfigFileError, FileConfig, load_file_config
+from gpuwatch.exposure.client import GpuwatchError
 from gpuwatch.exposure.webconfig import WebConfigError, load_web_config
 from gpuwatch.policy.decision import ThermalState
+from gpuwatch.service.config_file import ConfigFileError, FileConfig, load_file_config
 
 # node-problem-detector's custom-plugin exit statuses: condition false, true, unknown.
 EXIT_OK = 0

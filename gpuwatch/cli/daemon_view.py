@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gpuwatch.cli.table import MISSING, format_table
+from gpuwatch.cli.table import MISSING, CellStyle, format_table
 
 _GIB = 1024**3
 CLASS_LETTERS = (("critical", "C"), ("default", "D"), ("sheddable", "S"))
@@ -24,17 +24,21 @@ HEADERS = (
     "UTIL",
     "MEMORY",
 )
-_STATE_COLOURS: Mapping[str, dict[str, Any]] = {
+STATE_COLOURS: Mapping[str, dict[str, Any]] = {
     "ok": {"fg": "green"},
     "elevated": {"fg": "yellow"},
     "hot": {"fg": "red"},
     "critical": {"fg": "red", "bold": True, "reverse": True},
     "failed": {"fg": "red", "bold": True},
     "unknown": {"fg": "magenta"},
+    # `gpuwatch fleet`: a node that did not answer.
+    "unreachable": {"fg": "magenta", "bold": True},
 }
 # Margin bands, °C: within the last two degrees a GPU is one job from its guard; within five it
 # is warm enough that an operator watches it.
 RED_BELOW_C = 2.0
+_STATE_COLUMN = HEADERS.index("STATE")
+_MARGIN_COLUMN = HEADERS.index("MARGIN")
 YELLOW_BELOW_C = 5.0
 
 
@@ -85,18 +89,18 @@ def _margin_style(text: str, margin_c: float | None) -> str:
     return click.style(text, fg="red" if margin_c < RED_BELOW_C else "yellow")
 
 
-def _styled(
-    lines: Sequence[str], rows: Sequence[tuple[str, ...]], gpus: Sequence[Mapping[str, Any]]
-) -> list[str]:
-    """Colour each GPU line's state and margin cells in place (after padding, so columns stay aligned)."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    styled = [lines[0]]
-    for row, gpu in zip(rows[1:], gpus, strict=True):
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        cells[2] = click.style(cells[2], **_STATE_COLOURS.get(str(gpu["state"]), {}))
-        cells[5] = _margin_style(cells[5], gpu.get("margin_c"))
-        styled.append("  ".join(cells).rstrip())
-    return styled
+def _gpu_style(gpus: Sequence[Mapping[str, Any]]) -> CellStyle:
+    """Colours each GPU line's state and margin cells."""
+
+    def style(row: int, column: int, text: str) -> str:
+        gpu = gpus[row]
+        if column == _STATE_COLUMN:
+            return click.style(text, **STATE_COLOURS.get(str(gpu["state"]), {}))
+        if column == _MARGIN_COLUMN:
+            return _margin_style(text, gpu.get("margin_c"))
+        return text
+
+    return style
 
 
 def node_line(document: Mapping[str, Any]) -> str:
@@ -115,11 +119,10 @@ def render_daemon_state(document: Mapping[str, Any], *, colour: bool) -> str:
     """The node line, a row per GPU, and the reason sentence of every GPU that is not OK."""
     gpus: list[Mapping[str, Any]] = list(document["gpus"])
     head = node_line(document)
-    lines = [click.style(head, **_STATE_COLOURS.get(str(document["state"]), {})) if colour else head]
+    lines = [click.style(head, **STATE_COLOURS.get(str(document["state"]), {})) if colour else head]
     if gpus:
         rows = [HEADERS, *(gpu_row(gpu) for gpu in gpus)]
-        table = format_table(rows)
-        lines.extend(_styled(table, rows, gpus) if colour else table)
+        lines.extend(format_table(rows, _gpu_style(gpus) if colour else None))
     lines.extend(
         f"GPU {gpu['index']}: {gpu.get('sentence') or ', '.join(gpu.get('reasons') or ())}"
         for gpu in gpus

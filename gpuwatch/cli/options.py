@@ -9,10 +9,10 @@ from typing import NoReturn, TypeVar
 
 import click
 
-from gpuwatch.client import DEFAULT_URL
-from gpuwatch.clock import Clock
+from gpuwatch.exposure.client import DEFAULT_URL
 from gpuwatch.service.logs import LogfmtFormatter
 from gpuwatch.sources.base import Source, SourceError
+from gpuwatch.sources.clock import Clock
 from gpuwatch.sources.spec import SPEC_HELP, open_source
 
 F = TypeVar("F", bound=Callable[..., object])

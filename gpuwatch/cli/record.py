@@ -7,9 +7,9 @@ import time
 import click
 
 from gpuwatch.cli.options import configure_logging, fail, interval_option, open_source_or_exit, source_option
-from gpuwatch.clock import SystemClock
-from gpuwatch.model import Snapshot
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
+from gpuwatch.sources.clock import SystemClock
+from gpuwatch.sources.model import Snapshot
 from gpuwatch.sources.replay import RecordingWriter
 
 

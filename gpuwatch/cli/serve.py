@@ -13,19 +13,19 @@ from click.core import ParameterSource
 
 from gpuwatch import __version__
 from gpuwatch.cli.options import fail, interval_option, open_source_or_exit, source_option
-from gpuwatch.clock import SystemClock
-from gpuwatch.config_file import DEFAULT_PATH, ConfigFileError, load_file_config
 from gpuwatch.exposure.listen import ListenAddress, ListenAddressError, parse_listen_address
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError, load_web_config
 from gpuwatch.policy.classes import ClassNames, ClassNamesError
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.service.checks import telemetry_path_problem
+from gpuwatch.service.config_file import DEFAULT_PATH, ConfigFileError, load_file_config
 from gpuwatch.service.fdlimit import ensure_open_files
 from gpuwatch.service.logs import FORMATS, LEVELS, fields, setup_logging
 from gpuwatch.service.settings import CommandLine, ServeConfig, SettingsError, resolve
+from gpuwatch.sources.clock import SystemClock
 
 if TYPE_CHECKING:  # the daemon loads only when serving, so the other commands start fast
-    from gpuwatch.daemon import Daemon, DaemonSettings
+    from gpuwatch.service.daemon import Daemon, DaemonSettings
 
 _DEFAULTS = ServeConfig()
 log = logging.getLogger("gpuwatch")
@@ -304,7 +304,7 @@ def serve(context: click.Context, /, **params: Any) -> None:  # noqa: ANN401 - c
     """
     # The daemon (event loop, HTTP parser, policy engine) loads only when serving, so the other
     # commands start fast.
-    from gpuwatch import daemon  # noqa: PLC0415
+    from gpuwatch.service import daemon  # noqa: PLC0415
 
     command_line = _command_line(context, params)
     explicit = params["config_path"] is not None
@@ -365,7 +365,7 @@ def _warn_if_root() -> None:
 
 def _daemon_or_exit(source_spec: str, settings: DaemonSettings) -> Daemon:
     """The daemon on its source; a source, state dir or web config that cannot be used ends with status 2."""
-    from gpuwatch.daemon import Daemon  # noqa: PLC0415 - loaded only when serving, as in `serve`
+    from gpuwatch.service.daemon import Daemon  # noqa: PLC0415 - loaded only when serving, as in `serve`
 
     source = open_source_or_exit(source_spec, SystemClock(), settings.interval_s)
     try:

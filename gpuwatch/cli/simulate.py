@@ -114,7 +114,7 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
 
 def _scenario_or_exit(argument: str, seed: int | None, config_path: str | None) -> Scenario:
     """The scenario, with --seed and --config applied; a bad file ends with status 2."""
-    from gpuwatch.config_file import ConfigFileError, load_config  # noqa: PLC0415
+    from gpuwatch.service.config_file import ConfigFileError, load_config  # noqa: PLC0415
     from gpuwatch.simulate.scenario import ScenarioError  # noqa: PLC0415
     from gpuwatch.simulate.shipped import open_scenario  # noqa: PLC0415
 

@@ -26,12 +26,12 @@ from gpuwatch.cli.options import (
 )
 from gpuwatch.cli.screen import Screen, watching
 from gpuwatch.cli.table import render_status
-from gpuwatch.client import GpuwatchClient, GpuwatchError
-from gpuwatch.clock import SystemClock
-from gpuwatch.codec import snapshot_to_dict
+from gpuwatch.exposure.client import GpuwatchClient, GpuwatchError
 from gpuwatch.exposure.http.responses import json_bytes
-from gpuwatch.model import Snapshot
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
+from gpuwatch.sources.clock import SystemClock
+from gpuwatch.sources.codec import snapshot_to_dict
+from gpuwatch.sources.model import Snapshot
 
 # How long `status` waits for the source by default before reporting it as not answering, in s.
 DEFAULT_TIMEOUT_S = 10.0

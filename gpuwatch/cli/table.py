@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from gpuwatch.model import GpuSample, Snapshot, reason_words
+from gpuwatch.sources.model import GpuSample, Snapshot, reason_words
 
 _GIB = 1024**3
 _MHZ = 1e6
@@ -73,10 +73,23 @@ def gpu_row(gpu: GpuSample) -> tuple[str, ...]:
     )
 
 
-def format_table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
+# Styles one padded cell of a data row: (row number from 0 under the headers, column, text) -> text.
+CellStyle = Callable[[int, int, str], str]
+
+
+def format_table(rows: Sequence[Sequence[str]], style: CellStyle | None = None) -> list[str]:
+    """Left-aligned columns two spaces apart; the last column is not padded.
+
+    `style` colours data cells after padding, so escape codes never shift the columns.
+    """
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        if style is not None and number > 0:
+            cells = [style(number - 1, column, cell) for column, cell in enumerate(cells)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def _counts(counts: Mapping[str, int]) -> str:

@@ -7,8 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from gpuwatch.exposure.filemodes import others_may_write
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.filemodes import others_may_write
 
 log = logging.getLogger(__name__)
 

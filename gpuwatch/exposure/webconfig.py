@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
+from gpuwatch.exposure.filemodes import others_may_write
 from gpuwatch.exposure.tlsconfig import CLIENT_AUTH_TYPES, TLS_VERSIONS, TlsSettings
-from gpuwatch.filemodes import others_may_write
 
 _TOP_KEYS = ("tls_server_config", "http_server_config", "basic_auth_users")
 _TLS_KEYS = (

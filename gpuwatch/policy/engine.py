@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpuwatch.model import Snapshot
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import GpuDecision, NodeDecision, ThermalState
@@ -18,6 +17,7 @@ from gpuwatch.policy.readings import Moment
 from gpuwatch.policy.reservations import NO_LEDGER, NO_LEDGERS, Ledgers
 from gpuwatch.policy.track import GpuTrack
 from gpuwatch.policy.verdict import as_unknown
+from gpuwatch.sources.model import Snapshot
 
 
 class Policy:

@@ -9,7 +9,6 @@ the GPU's track); the sample flows through once.
 
 from __future__ import annotations
 
-from gpuwatch.model import GpuSample
 from gpuwatch.policy.decision import GpuDecision
 from gpuwatch.policy.forecast import outlook
 from gpuwatch.policy.learning import learn
@@ -19,6 +18,7 @@ from gpuwatch.policy.slots import headroom
 from gpuwatch.policy.states import standing
 from gpuwatch.policy.track import GpuTrack
 from gpuwatch.policy.verdict import decide
+from gpuwatch.sources.model import GpuSample
 
 
 def assess(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from gpuwatch.model import ClockEventReason, GpuReading
 from gpuwatch.policy import screen
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.dequantise import Dequantiser, held_power_w
@@ -22,6 +21,7 @@ from gpuwatch.policy.reservations import Ledger, Reserved, dropped, matched
 from gpuwatch.policy.thermal_model import RcFit
 from gpuwatch.policy.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
 from gpuwatch.policy.trajectory import fit as fit_trajectory
+from gpuwatch.sources.model import ClockEventReason, GpuReading
 
 # Reasons that move power for other reasons than jobs: such readings teach nothing about ΔP_job.
 _HELD_CLOCKS = (

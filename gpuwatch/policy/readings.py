@@ -13,9 +13,16 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from gpuwatch.model import ClockEventReason, GpuHealth, GpuIdentity, GpuReading, GpuSample, RecoveryAction
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.sources.model import (
+    ClockEventReason,
+    GpuHealth,
+    GpuIdentity,
+    GpuReading,
+    GpuSample,
+    RecoveryAction,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from gpuwatch.model import GpuReading
+from gpuwatch.sources.model import GpuReading
 
 # A die moves a few °C per second at most (a power step lifts it by R_ds*ΔP, ~10 °C, over
 # seconds; the A100 trace's bursts move it 10 °C in 250 ms): this much between two readings is

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpuwatch.model import GpuSample, reason_words
 from gpuwatch.policy import reasons, screen, wording
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
@@ -20,6 +19,7 @@ from gpuwatch.policy.decision import (
 from gpuwatch.policy.pressure import headroom_pressure
 from gpuwatch.policy.readings import Moment, Readings
 from gpuwatch.policy.states import Standing
+from gpuwatch.sources.model import GpuSample, reason_words
 
 
 def decide(standing: Standing) -> GpuDecision:

@@ -71,7 +71,7 @@ def _pairs(record: logging.LogRecord, formatter: logging.Formatter) -> list[tupl
 
 
 class LogfmtFormatter(logging.Formatter):
-    """`ts=… level=info logger=gpuwatch.daemon event=… msg="…" key=value …` on one line."""
+    """`ts=… level=info logger=gpuwatch.service.daemon event=… msg="…" key=value …` on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one logfmt line."""

@@ -6,8 +6,8 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from gpuwatch.config_file import ConfigFileError
 from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.service.config_file import ConfigFileError
 from gpuwatch.service.logs import fields
 from gpuwatch.service.settings import ServeConfig, SettingsError, changed, policy_changes
 

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuwatch.config_file import FileConfig
 from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
+from gpuwatch.service.config_file import FileConfig
 
 
 class SettingsError(ValueError):

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.model import Snapshot
-from gpuwatch.sampler import TIMEOUT
+from gpuwatch.sampler.loop import TIMEOUT
 from gpuwatch.service.logs import fields
 from gpuwatch.service.notify import Notifier
+from gpuwatch.sources.model import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuwatch.clock import ManualClock
 from gpuwatch.simulate.scenario import NodeSpec, Scenario, ScenarioEvent
 from gpuwatch.simulate.workload import Job
+from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.scenario import LoadSettings
 from gpuwatch.sources.sim.scenario import Scenario as SimScenario

@@ -6,10 +6,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gpuwatch.model import ClockEventReason
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.cluster import Cluster, Completion
 from gpuwatch.simulate.workload import Job
+from gpuwatch.sources.model import ClockEventReason
 
 # Plain ints: masking with IntFlag members costs an enum construction per test.
 _SW = int(ClockEventReason.SW_THERMAL_SLOWDOWN)

@@ -61,8 +61,8 @@ from gpuwatch.simulate.scenario import (
 from gpuwatch.simulate.toml_checks import ScenarioChecker
 from gpuwatch.sources.base import SourceError
 from gpuwatch.sources.sim.source import scenario_from_spec
-from gpuwatch.tomlcheck import where
-from gpuwatch.tomlkeys import KeyPath, decode_error_line
+from gpuwatch.sources.tomlcheck import where
+from gpuwatch.sources.tomlkeys import KeyPath, decode_error_line
 
 _TOP = ("title", "seed", "duration_s", "interval_s", "spread", "nodes", "arrivals", "jobs", "events")
 _TABLES = ("static", "oracle", "policy")

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpuwatch.simulate.scenario import ScenarioError
-from gpuwatch.tomlcheck import TomlChecker
-from gpuwatch.tomlkeys import KeyPath
+from gpuwatch.sources.tomlcheck import TomlChecker
+from gpuwatch.sources.tomlkeys import KeyPath
 
 
 class ScenarioChecker(TomlChecker):

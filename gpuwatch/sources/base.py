@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gpuwatch.model import GpuSample, frozen_counts
+from gpuwatch.sources.model import GpuSample, frozen_counts
 
 
 class SourceError(Exception):

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from gpuwatch.model import GpuReading
+from gpuwatch.sources.model import GpuReading
 
 # Inclusive bounds per GpuReading field, in that field's base unit. Wide enough for any
 # data-center GPU (GB200 boards draw ~1.2 kW; HBM runs to ~105 °C), narrow enough to catch

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpuwatch.clock import Clock
 from gpuwatch.sources.base import Source, SourceError
+from gpuwatch.sources.clock import Clock
 
 SPEC_HELP = "nvml (real GPUs), sim:SPEC (e.g. sim:8xH100, sim:2xH100,2xA100) or replay:FILE"
 

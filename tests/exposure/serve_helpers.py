@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from gpuwatch.daemon import new_event_loop
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.server import ConnectionLimits, ExposureServer
 from gpuwatch.exposure.listen import parse_listen_address
@@ -31,6 +30,7 @@ from gpuwatch.policy.decision import (
     ThermalState,
     admitted_classes,
 )
+from gpuwatch.service.daemon import new_event_loop
 
 TIMEOUT_S = 5.0
 # Predicted wait of a hand-built GPU for every class it refuses, s.

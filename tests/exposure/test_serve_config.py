@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gpuwatch.config_file import ConfigFileError, load_config, parse_config
 from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.service.config_file import ConfigFileError, load_config, parse_config
 
 
 class TestConfigFile:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gc
 
-from gpuwatch import daemon as daemon_module
-from gpuwatch.clock import SystemClock
-from gpuwatch.daemon import Daemon, DaemonSettings
+from gpuwatch.service import daemon as daemon_module
+from gpuwatch.service.daemon import Daemon, DaemonSettings
+from gpuwatch.sources.clock import SystemClock
 from gpuwatch.sources.spec import open_source
 
 

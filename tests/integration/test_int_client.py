@@ -12,7 +12,7 @@ from int_procs import free_port
 from int_stub import Reply, admit_reply, held_back_reply
 
 from gpuwatch.client import GpuwatchClient, GpuwatchError, GpuwatchRequestError
-from gpuwatch.clock import ManualClock
+from gpuwatch.sources.clock import ManualClock
 
 
 def client_for(url: str, *, fail_open: bool = False, max_age_s: float = 1.0, timeout_s: float = 1.0):

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from serve_helpers import gpu, node
 
 from gpuwatch.exposure.metrics.collector import GpuwatchCollector, Observation
-from gpuwatch.model import GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
+from gpuwatch.sources.model import GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
 
 UUID = "GPU-test-0000"
 LABELS = {"gpu": "0", "uuid": UUID}

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpuwatch.clock import ManualClock
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
-from gpuwatch.model import GpuHealth, GpuSample, Snapshot, frozen_counts
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.engine import Policy
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import GpuHealth, GpuSample, Snapshot, frozen_counts
 from gpuwatch.sources.spec import open_source
 
 REPO = Path(__file__).resolve().parents[2]

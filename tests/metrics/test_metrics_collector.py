@@ -8,7 +8,7 @@ from prometheus_client import generate_latest
 
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.metrics.collector import Observation
-from gpuwatch.model import ClockEventReason, GpuHealth, SampleHealth, SlowdownCounters, frozen_counts
+from gpuwatch.sources.model import ClockEventReason, GpuHealth, SampleHealth, SlowdownCounters, frozen_counts
 
 
 class TestReadings:

@@ -12,7 +12,7 @@ from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.metrics.collector import Observation
 from gpuwatch.exposure.metrics.dcgm import DcgmCollector, dcgm_hostname, exact_counter_names
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
-from gpuwatch.model import GpuHealth, GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
+from gpuwatch.sources.model import GpuHealth, GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
 
 LABELS = {
     "gpu": "0",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 import pytest
 from nvml_helpers import SourceChild
 
-from gpuwatch.clock import ManualClock
+from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.nvml import NvmlSource
 
 

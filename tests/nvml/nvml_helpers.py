@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from gpuwatch.codec import sample_from_dict
-from gpuwatch.model import GpuSample
+from gpuwatch.sources.codec import sample_from_dict
+from gpuwatch.sources.model import GpuSample
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("nvml_source_child.py")

@@ -2,7 +2,7 @@
 
 Loads NVML the way the daemon does (dlopen through LD_LIBRARY_PATH) on a ManualClock and answers
 commands read from stdin, one JSON line each on stdout:
-  read          -> the SourceReading (gpus via gpuwatch.codec)
+  read          -> the SourceReading (gpus via gpuwatch.sources.codec)
   advance SECS  -> moves the clock
 Logs go to stderr.
 """
@@ -13,8 +13,8 @@ import json
 import logging
 import sys
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.codec import sample_to_dict
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.codec import sample_to_dict
 from gpuwatch.sources.nvml import NvmlSource
 
 

@@ -8,7 +8,7 @@ import pytest
 from fake_nvml.control import DOUBLE, FIELD_TLIMIT_GPU_MAX, SIGNED_INT, fake_pci_bus_id, fake_uuid
 from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM, H200
 
-from gpuwatch.model import ThermalLimits, ThermalScale
+from gpuwatch.sources.model import ThermalLimits, ThermalScale
 from gpuwatch.sources.nvml import binding
 from gpuwatch.sources.nvml.binding import NvmlError, function
 

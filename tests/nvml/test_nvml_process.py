@@ -13,7 +13,7 @@ from fake_nvml.control import (
 )
 from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM
 
-from gpuwatch.model import GpuHealth, ThermalScale
+from gpuwatch.sources.model import GpuHealth, ThermalScale
 from gpuwatch.sources.nvml.source import LIBRARY_MISSING
 
 NEWER_SYMBOLS = ("nvmlDeviceGetMarginTemperature", "nvmlDeviceGetCurrentClocksEventReasons")

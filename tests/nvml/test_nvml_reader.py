@@ -19,7 +19,7 @@ from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuwatch.model import ClockEventReason, GpuHealth, RecoveryAction, ThermalLimits, ThermalScale
+from gpuwatch.sources.model import ClockEventReason, GpuHealth, RecoveryAction, ThermalLimits, ThermalScale
 from gpuwatch.sources.nvml.reader import margins
 
 UINT32_MAX = 4_294_967_295

@@ -9,8 +9,8 @@ from fake_nvml.control import FIELD_RECOVERY_ACTION, fake_uuid
 from fake_nvml.profiles import A100_SXM4_80GB, H100_SXM, H200
 from nvml_helpers import wait_until
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import GpuHealth, RecoveryAction, ThermalScale
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import GpuHealth, RecoveryAction, ThermalScale
 from gpuwatch.sources.nvml.binding import function
 from gpuwatch.sources.nvml.source import LIBRARY_MISSING, Backoff, source_sentence
 

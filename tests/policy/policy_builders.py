@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gpuwatch.model import (
+from gpuwatch.policy.config import PolicyConfig
+from gpuwatch.policy.decision import NodeDecision
+from gpuwatch.policy.engine import Policy
+from gpuwatch.sources.model import (
     GpuHealth,
     GpuIdentity,
     GpuReading,
@@ -14,9 +17,6 @@ from gpuwatch.model import (
     Snapshot,
     frozen_counts,
 )
-from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.decision import NodeDecision
-from gpuwatch.policy.engine import Policy
 
 
 def reading(at: float, margin: float | None = 30.0, **fields: object) -> GpuReading:

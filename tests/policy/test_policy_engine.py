@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from policy_builders import drive, policy, reading, sample, snapshot
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import ClockEventReason, GpuHealth, RecoveryAction
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ALL_CLASSES, PriorityClass, ThermalState
 from gpuwatch.policy.engine import Policy, expire
 from gpuwatch.policy.reservations import Ledger
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import ClockEventReason, GpuHealth, RecoveryAction
 from gpuwatch.sources.sim import open_sim
 
 SCENARIOS = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"

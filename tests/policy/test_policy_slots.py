@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from policy_builders import reading, sample, wide_config
 
-from gpuwatch.model import ClockEventReason
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass, Slots
@@ -19,6 +18,7 @@ from gpuwatch.policy.readings import Moment, XidMemory, read
 from gpuwatch.policy.reservations import Reserved
 from gpuwatch.policy.slots import extra_jobs, headroom
 from gpuwatch.policy.thermal_model import RcParameters
+from gpuwatch.sources.model import ClockEventReason
 
 # A board like the sim's dense-chassis H100: die 0.02 °C/W, sink 0.07 °C/W with tau 280 s.
 RESPONSE = RcParameters(

@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_policy_slots import outlook
 
-from gpuwatch.model import ClockEventReason
 from gpuwatch.policy import reasons
 from gpuwatch.policy.decision import ThermalState
 from gpuwatch.policy.slots import headroom
 from gpuwatch.policy.states import Shown, step, thermal_state
+from gpuwatch.sources.model import ClockEventReason
 
 OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
 UNKNOWN, FAILED = ThermalState.UNKNOWN, ThermalState.FAILED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpuwatch.model import GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
+from gpuwatch.sources.model import GpuIdentity, GpuReading, GpuSample, SampleHealth, Snapshot
 
 # The suite's data folder (the `data_dir` fixture, for module-scoped fixtures that cannot use it).
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"

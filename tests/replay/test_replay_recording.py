@@ -5,8 +5,8 @@ import json
 import pytest
 from replay_helpers import snapshot, write
 
-from gpuwatch.codec import snapshot_to_dict
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.codec import snapshot_to_dict
 from gpuwatch.sources.replay import RecordingWriter
 from gpuwatch.sources.replay.recording import FORMAT_NAME, FORMAT_VERSION, read_snapshots, recording_frames
 

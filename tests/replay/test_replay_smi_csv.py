@@ -7,8 +7,8 @@ import statistics
 import pytest
 from replay_helpers import A100_TRACE, CAPTURE, DATA_DIR, H100_TRACE, csv_cells, query_gpu_csv
 
-from gpuwatch.model import ClockEventReason, GpuHealth, RecoveryAction, reason_words
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.model import ClockEventReason, GpuHealth, RecoveryAction, reason_words
 from gpuwatch.sources.replay.smi_csv import parse_smi_csv
 
 MIB = 1024 * 1024

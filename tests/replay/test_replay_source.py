@@ -6,9 +6,9 @@ import logging
 import pytest
 from replay_helpers import H100_TRACE, csv_cells, snapshot, write
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import SampleHealth
 from gpuwatch.sources.base import SourceError, SourceExhaustedError
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import SampleHealth
 from gpuwatch.sources.replay import RecordingWriter, ReplaySource, open_replay
 from gpuwatch.sources.replay.source import ReplayKind
 from gpuwatch.sources.replay.spec import parse_spec

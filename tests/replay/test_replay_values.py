@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpuwatch.model import RecoveryAction
+from gpuwatch.sources.model import RecoveryAction
 from gpuwatch.sources.replay.smi_values import (
     BadValueError,
     flag,

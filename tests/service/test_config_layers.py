@@ -7,13 +7,13 @@ import re
 import pytest
 from service_helpers import EPHEMERAL, Serve, gpuwatch, wait_for_state
 
-from gpuwatch import config_file
-from gpuwatch.config_file import ConfigFileError, FileConfig, parse_file_config
+from gpuwatch.service import config_file
+from gpuwatch.service.config_file import ConfigFileError, FileConfig, parse_file_config
 from gpuwatch.service.settings import CommandLine, ServeConfig, SettingsError, resolve
 
 
 def _docstring_example() -> str:
-    """The commented example at the top of gpuwatch/config_file.py, as a TOML file."""
+    """The commented example at the top of gpuwatch/service/config_file.py, as a TOML file."""
     doc = config_file.__doc__ or ""
     block = doc.split("keeps its default:\n", 1)[1].split("\nSIGHUP", 1)[0]
     return "\n".join(line[4:] for line in block.splitlines())

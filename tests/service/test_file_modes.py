@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gpuwatch.filemodes import others_may_write
+from gpuwatch.exposure.filemodes import others_may_write
 
 
 def gpuwatch(*args: str) -> subprocess.CompletedProcess[str]:

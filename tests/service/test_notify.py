@@ -10,12 +10,12 @@ import pytest
 from service_helpers import EPHEMERAL, QUICK, NotifySocket, Serve, state
 
 from gpuwatch.exposure.board import Board
-from gpuwatch.model import SampleHealth, Snapshot
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.engine import Policy
-from gpuwatch.sampler import TIMEOUT
+from gpuwatch.sampler.loop import TIMEOUT
 from gpuwatch.service.notify import Notifier
 from gpuwatch.service.watchdog import ServiceReporter, SourceLiveness
+from gpuwatch.sources.model import SampleHealth, Snapshot
 
 # systemd's watchdog for the child, µs: pings are due every 0.3 s.
 WATCHDOG_USEC = 600_000

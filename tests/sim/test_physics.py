@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuwatch.model import ClockEventReason
+from gpuwatch.sources.model import ClockEventReason
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.physics import Conditions, GpuState
 from gpuwatch.sources.sim.profiles import A100_SXM, H100_SXM, SkuProfile, first_order

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuwatch.model import ThermalLimits, ThermalScale
+from gpuwatch.sources.model import ThermalLimits, ThermalScale
 from gpuwatch.sources.sim.profiles import A100_SXM, H100_SXM, H200_SXM, PROFILES, SkuProfile, find_profile
 
 CAPTURES = Path(__file__).parent.parent / "data" / "nvidia-smi-q"

@@ -15,7 +15,7 @@ from gpuwatch.sources.sim.scenario import (
     load_scenario,
     parse_scenario,
 )
-from gpuwatch.tomlkeys import locate
+from gpuwatch.sources.tomlkeys import locate
 
 SHIPPED = Path(__file__).parent.parent.parent / "gpuwatch" / "sources" / "sim" / "scenarios"
 

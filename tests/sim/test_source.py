@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpuwatch.clock import ManualClock
-from gpuwatch.model import ClockEventReason, ThermalScale
 from gpuwatch.sources.base import SourceReading
+from gpuwatch.sources.clock import ManualClock
+from gpuwatch.sources.model import ClockEventReason, ThermalScale
 from gpuwatch.sources.plausible import screen
 from gpuwatch.sources.sim import SimSource, open_sim
 from gpuwatch.sources.sim.profiles import H100_SXM

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuwatch.clock import ManualClock
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.sim import open_sim
 from gpuwatch.sources.sim.scenario import ScenarioError
 from gpuwatch.sources.sim.source import scenario_from_spec

@@ -7,15 +7,15 @@ import threading
 import pytest
 from sim_loop_helpers import HOT_TOML
 
-from gpuwatch.clock import ManualClock
 from gpuwatch.policy.decision import NodeDecision, ThermalState
-from gpuwatch.sampler import EXCEPTION, Sampler
+from gpuwatch.sampler.loop import EXCEPTION, Sampler
 from gpuwatch.simulate import runner
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers import make_controller
 from gpuwatch.simulate.controllers.base import Hold, Start
 from gpuwatch.simulate.scenario_file import parse_scenario
 from gpuwatch.simulate.workload import Job
+from gpuwatch.sources.clock import ManualClock
 
 
 @pytest.fixture(scope="module")

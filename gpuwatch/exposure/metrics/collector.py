@@ -10,9 +10,9 @@ from prometheus_client.core import Metric
 from gpuwatch import __version__
 from gpuwatch.exposure.metrics.gpu_families import decision_families, sample_families
 from gpuwatch.exposure.metrics.names import SAMPLED, counter, decided_help, gauge, non_empty
-from gpuwatch.model import SampleHealth, Snapshot
 from gpuwatch.policy.decision import NodeDecision, ThermalState
-from gpuwatch.sampler import EXCEPTION, TIMEOUT
+from gpuwatch.sampler.loop import EXCEPTION, TIMEOUT
+from gpuwatch.sources.model import SampleHealth, Snapshot
 
 # Failure codes the sampler itself counts: shown at 0 from the start, so that rate() and
 # increase() see the first failure instead of a series appearing out of nothing.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 
 from gpuwatch.exposure.metrics.collector import Observation
-from gpuwatch.model import GpuHealth, GpuReading, GpuSample
+from gpuwatch.sources.model import GpuHealth, GpuReading, GpuSample
 
 _MIB = 1 << 20
 LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")

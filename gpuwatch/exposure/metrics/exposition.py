@@ -34,8 +34,8 @@ from gpuwatch.exposure.metrics.dcgm import DcgmCollector, exact_counter_names
 from gpuwatch.exposure.metrics.live import LiveCollector
 from gpuwatch.exposure.metrics.text import TextRenderer
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.model import Snapshot
 from gpuwatch.policy.decision import NodeDecision
+from gpuwatch.sources.model import Snapshot
 
 # What generate_latest writes: the Prometheus text format 0.0.4.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -18,8 +18,15 @@ from gpuwatch.exposure.metrics.names import (
     non_empty,
     sampled_help,
 )
-from gpuwatch.model import REASON_WORDS, GpuHealth, GpuIdentity, GpuReading, GpuSample, SlowdownCounters
 from gpuwatch.policy.decision import GpuDecision, ThermalState
+from gpuwatch.sources.model import (
+    REASON_WORDS,
+    GpuHealth,
+    GpuIdentity,
+    GpuReading,
+    GpuSample,
+    SlowdownCounters,
+)
 
 CELSIUS = "degrees Celsius"
 RATIO = "ratio 0-1"

@@ -22,7 +22,7 @@ from gpuwatch.policy.admission import Admission, admit
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision, PriorityClass, ThermalState
 from gpuwatch.policy.engine import Policy, expire
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers.base import FULL, Decision, Hold, Start
 from gpuwatch.simulate.workload import Job

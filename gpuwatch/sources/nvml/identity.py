@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from gpuwatch.model import GpuIdentity, ThermalLimits, ThermalScale
+from gpuwatch.sources.model import GpuIdentity, ThermalLimits, ThermalScale
 from gpuwatch.sources.nvml import binding
 from gpuwatch.sources.nvml.binding import NvmlError, as_text, function
 

@@ -6,8 +6,8 @@ import math
 from collections import Counter
 from typing import Any, TypedDict
 
-from gpuwatch.clock import Clock
-from gpuwatch.model import GpuReading, RecoveryAction, SlowdownCounters, ThermalLimits, ThermalScale
+from gpuwatch.sources.clock import Clock
+from gpuwatch.sources.model import GpuReading, RecoveryAction, SlowdownCounters, ThermalLimits, ThermalScale
 from gpuwatch.sources.nvml import binding
 from gpuwatch.sources.nvml.binding import NvmlError, function
 from gpuwatch.sources.nvml.identity import GpuLimits

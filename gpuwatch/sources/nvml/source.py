@@ -7,9 +7,9 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from gpuwatch.clock import Clock, SystemClock
-from gpuwatch.model import GpuHealth, GpuIdentity, GpuSample, RecoveryAction, frozen_counts
 from gpuwatch.sources.base import SourceReading
+from gpuwatch.sources.clock import Clock, SystemClock
+from gpuwatch.sources.model import GpuHealth, GpuIdentity, GpuSample, RecoveryAction, frozen_counts
 from gpuwatch.sources.nvml import binding
 from gpuwatch.sources.nvml.binding import NvmlError, as_text, function
 from gpuwatch.sources.nvml.identity import read_limits

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from gpuwatch.model import frozen_counts
+from gpuwatch.sources.model import frozen_counts
 from gpuwatch.sources.nvml import binding
 from gpuwatch.sources.nvml.binding import NvmlError, function, handle_address
 

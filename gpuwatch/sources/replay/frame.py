@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gpuwatch.model import GpuSample, frozen_counts
+from gpuwatch.sources.model import GpuSample, frozen_counts
 
 
 @dataclass(frozen=True, slots=True)

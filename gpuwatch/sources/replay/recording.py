@@ -1,7 +1,7 @@
 """gpuwatch's recording format: JSON Lines, a header line, then one snapshot per line.
 
     {"format": "gpuwatch-recording", "version": 1, "source": "nvml", "started_at": 1700000000.0}
-    {"schema_version": 1, "sequence": 1, ...}      <- gpuwatch.codec.snapshot_to_dict
+    {"schema_version": 1, "sequence": 1, ...}      <- gpuwatch.sources.codec.snapshot_to_dict
 
 Each line is flushed as it is written, so a recorder killed mid-line leaves at worst a cut final
 line; readers skip that line with a warning. Any other bad line is an error naming its number.
@@ -19,9 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from gpuwatch.codec import CodecError, snapshot_from_dict, snapshot_to_dict
-from gpuwatch.model import GpuSample, Snapshot, frozen_counts
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.codec import CodecError, snapshot_from_dict, snapshot_to_dict
+from gpuwatch.sources.model import GpuSample, Snapshot, frozen_counts
 from gpuwatch.sources.plausible import screen
 from gpuwatch.sources.replay.frame import ReplayFrame
 from gpuwatch.sources.replay.lines import NumberedLine, Warn, numbered_lines

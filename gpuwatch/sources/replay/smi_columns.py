@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from gpuwatch.model import ClockEventReason, GpuHealth
+from gpuwatch.sources.model import ClockEventReason, GpuHealth
 from gpuwatch.sources.replay.smi_values import (
     BadValueError,
     ValueParser,

@@ -15,8 +15,15 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from gpuwatch.model import GpuHealth, GpuIdentity, GpuReading, GpuSample, SlowdownCounters, frozen_counts
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.model import (
+    GpuHealth,
+    GpuIdentity,
+    GpuReading,
+    GpuSample,
+    SlowdownCounters,
+    frozen_counts,
+)
 from gpuwatch.sources.plausible import screen
 from gpuwatch.sources.replay.frame import ReplayFrame
 from gpuwatch.sources.replay.lines import NumberedLine, Warn, numbered_lines

@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Callable
 
-from gpuwatch.model import RecoveryAction
+from gpuwatch.sources.model import RecoveryAction
 
 ValueParser = Callable[[str], object]
 

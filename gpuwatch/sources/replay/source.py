@@ -12,8 +12,8 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from gpuwatch.clock import Clock
 from gpuwatch.sources.base import SourceError, SourceExhaustedError, SourceReading
+from gpuwatch.sources.clock import Clock
 from gpuwatch.sources.replay.frame import ReplayFrame
 from gpuwatch.sources.replay.lines import Warn
 from gpuwatch.sources.replay.recording import is_recording, read_snapshots, recording_frames

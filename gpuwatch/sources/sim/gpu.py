@@ -6,7 +6,7 @@ import heapq
 import math
 import random
 
-from gpuwatch.model import GpuReading, RecoveryAction, SlowdownCounters
+from gpuwatch.sources.model import GpuReading, RecoveryAction, SlowdownCounters
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.profiles import SkuProfile
 from gpuwatch.sources.sim.scenario import DEFAULT_MEAN_JOB_S, LoadSettings

@@ -17,7 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from gpuwatch.model import ClockEventReason
+from gpuwatch.sources.model import ClockEventReason
 from gpuwatch.sources.sim.profiles import SkuProfile
 
 # Modelling assumption: past max operating, the driver's SW thermal controller takes 15 % of the

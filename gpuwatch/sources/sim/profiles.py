@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gpuwatch.model import ThermalLimits, ThermalScale
+from gpuwatch.sources.model import ThermalLimits, ThermalScale
 
 # Captures cited below live in tests/data/nvidia-smi-q/; "file:line" points at the value.
 _MIB = 1024 * 1024

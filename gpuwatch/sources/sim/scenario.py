@@ -27,7 +27,7 @@ A scenario describes one simulated node. Every key is optional except `gpus`:
 
 Unknown keys are errors, so a typo never passes silently. Every error is a `ScenarioError` naming
 the file, the line, the key (`events[1].cooling_factor`, indexes from 0) and the bad value
-(lines found by gpuwatch.tomlkeys).
+(lines found by gpuwatch.sources.tomlkeys).
 See scenarios/cooling-fault.toml for a commented example.
 """
 
@@ -40,8 +40,8 @@ from typing import Any
 
 from gpuwatch.sources.base import SourceError
 from gpuwatch.sources.sim.profiles import PROFILES, find_profile
-from gpuwatch.tomlcheck import TomlChecker
-from gpuwatch.tomlkeys import KeyPath, decode_error_line
+from gpuwatch.sources.tomlcheck import TomlChecker
+from gpuwatch.sources.tomlkeys import KeyPath, decode_error_line
 
 MAX_GPUS = 64
 DEFAULT_INLET_C = 25.0

@@ -9,9 +9,9 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gpuwatch.clock import Clock
-from gpuwatch.model import GpuIdentity, GpuSample
 from gpuwatch.sources.base import SourceError, SourceReading
+from gpuwatch.sources.clock import Clock
+from gpuwatch.sources.model import GpuIdentity, GpuSample
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.gpu import SimGpu
 from gpuwatch.sources.sim.profiles import PROFILES, SkuProfile, find_profile, first_order, with_spread

@@ -6,7 +6,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from gpuwatch.tomlkeys import KeyPath, key_name, locate, show_value
+from gpuwatch.sources.tomlkeys import KeyPath, key_name, locate, show_value
 
 _Default = TypeVar("_Default")
 # Builds the caller's error type from a message, the key and its line.

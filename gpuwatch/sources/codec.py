@@ -7,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from gpuwatch.model import (
+from gpuwatch.sources.model import (
     GpuHealth,
     GpuIdentity,
     GpuReading,

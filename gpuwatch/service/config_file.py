@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpuwatch.exposure.filemodes import others_may_write
 from gpuwatch.exposure.listen import ListenAddressError, parse_listen_address
-from gpuwatch.filemodes import others_may_write
 from gpuwatch.policy.classes import ClassNames, ClassNamesError
 from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
 from gpuwatch.service.checks import source_problem, telemetry_path_problem
 from gpuwatch.service.logs import FORMATS, LEVELS
-from gpuwatch.tomlcheck import TomlChecker, where
-from gpuwatch.tomlkeys import KeyPath, decode_error_line, locate
+from gpuwatch.sources.tomlcheck import TomlChecker, where
+from gpuwatch.sources.tomlkeys import KeyPath, decode_error_line, locate
 
 DEFAULT_PATH = "/etc/gpuwatch/gpuwatch.toml"
 TABLES = ("policy", "web", "agent", "metrics", "log", "classes")

@@ -9,11 +9,12 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from gpuwatch.clock import Clock, SystemClock
-from gpuwatch.model import GpuHealth, GpuSample, SampleHealth, Snapshot, frozen_counts
 from gpuwatch.sources.base import Source, SourceExhaustedError, SourceReading
+from gpuwatch.sources.clock import Clock, SystemClock
+from gpuwatch.sources.model import GpuHealth, GpuSample, SampleHealth, Snapshot, frozen_counts
 
-log = logging.getLogger(__name__)
+# Named as before the move into sampler/, so journal filters on logger=gpuwatch.sampler keep matching.
+log = logging.getLogger("gpuwatch.sampler")
 
 # Error names the sampler itself adds to SampleHealth.failures (the source adds NVML's).
 TIMEOUT = "TIMEOUT"

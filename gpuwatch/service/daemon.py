@@ -23,21 +23,22 @@ from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.state_files import StateFiles
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError
 from gpuwatch.exposure.webwatch import WebSecurity
-from gpuwatch.model import Snapshot
 from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision
 from gpuwatch.policy.drain import DrainEntry, Drains, drained
 from gpuwatch.policy.engine import Policy, expire
-from gpuwatch.sampler import Sampler
+from gpuwatch.sampler.loop import Sampler
 from gpuwatch.service.logs import fields, setup_logging
 from gpuwatch.service.notify import Notifier
 from gpuwatch.service.reload import Reloader
 from gpuwatch.service.settings import ServeConfig
 from gpuwatch.service.watchdog import ServiceReporter, SourceLiveness
 from gpuwatch.sources.base import Source
+from gpuwatch.sources.model import Snapshot
 
-log = logging.getLogger(__name__)
+# Named as before the move into service/, so journal filters on logger=gpuwatch.daemon keep matching.
+log = logging.getLogger("gpuwatch.daemon")
 
 # Far enough ahead that any decision has expired: what a reader should assume once we are gone, s.
 _FOREVER_S = 1e9

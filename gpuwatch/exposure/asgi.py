@@ -1,0 +1,153 @@
+"""ASGI middleware that answers 503 + Retry-After when gpuwatch sheds the request's priority class."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from gpuwatch.exposure.client import AdmitResult, GpuwatchClient, GpuwatchRequestError
+from gpuwatch.policy.admission import UnknownPriorityError, parse_priority
+from gpuwatch.policy.decision import PriorityClass
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+NeedsGpu = Callable[[Scope], bool]
+
+# Where the admission answer goes for the app: `request.state.gpuwatch` in Starlette/FastAPI.
+STATE_KEY = "gpuwatch"
+
+
+class GpuwatchAdmission:
+    """Holds back HTTP requests that need a GPU while gpuwatch sheds their priority class.
+
+    `client`, or `url` plus an explicit `fail_open` (what to do when gpuwatch does not answer),
+    says whom to ask. The class comes from the `class_header` request header (default
+    `x-priority-class`), else `default_class`; set that header in a trusted layer (gateway, auth
+    middleware), as a client that sets its own can claim `critical`. `paths` (URL path prefixes)
+    or `needs_gpu` (a predicate on the ASGI scope) picks the requests that need a GPU; without
+    either, every HTTP request does. Admitted requests reach the app with the AdmitResult (which
+    names the GPU to use) in `scope["state"]["gpuwatch"]`. Lifespan and websocket scopes pass
+    through untouched. Needs an asyncio event loop (uvicorn, hypercorn's asyncio worker).
+    """
+
+    def __init__(  # noqa: PLR0913 -- every option is keyword-only and has a default
+        self,
+        app: ASGIApp,
+        *,
+        client: GpuwatchClient | None = None,
+        url: str | None = None,
+        fail_open: bool | None = None,
+        class_header: str = "x-priority-class",
+        default_class: str = PriorityClass.DEFAULT,
+        paths: Iterable[str] | None = None,
+        needs_gpu: NeedsGpu | None = None,
+    ) -> None:
+        self._app = app
+        self._client = _client_from(client, url, fail_open=fail_open)
+        self._class_header = class_header.lower().encode("latin-1")
+        try:
+            self._default_class = parse_priority(default_class).value
+        except ValueError as exc:
+            raise ValueError(f"default_class: {exc}") from None
+        self._needs_gpu = _needs_gpu_from(paths, needs_gpu)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, or answer it here when it needs a GPU and gpuwatch says wait."""
+        if scope["type"] != "http" or not self._needs_gpu(scope):
+            await self._app(scope, receive, send)
+            return
+        try:
+            priority = parse_priority(self._class_of(scope)).value
+            result = await self._admit(priority)
+        except (UnknownPriorityError, GpuwatchRequestError) as exc:
+            await _respond_json(send, 400, {"error": str(exc)}, [])
+            return
+        if not result.admitted:
+            await _respond_held_back(send, result, priority)
+            return
+        await self._app(_with_admission(scope, result), receive, send)
+
+    async def _admit(self, priority: str) -> AdmitResult:
+        """The client's answer: from its cache at once, else from a worker thread (it blocks on I/O)."""
+        cached = self._client.admit_cached(priority)
+        if cached is not None:
+            return cached
+        return await asyncio.to_thread(self._client.admit, priority)
+
+    def _class_of(self, scope: Scope) -> str:
+        """The request's class header as sent, else the default class."""
+        for name, value in scope.get("headers", ()):
+            if name == self._class_header:
+                return str(value.decode("latin-1"))
+        return self._default_class
+
+
+def _client_from(client: GpuwatchClient | None, url: str | None, *, fail_open: bool | None) -> GpuwatchClient:
+    if (client is None) == (url is None):
+        raise ValueError("pass either client= or url= (with fail_open=True or False)")
+    if client is not None:
+        return client
+    if fail_open is None:
+        raise ValueError("with url=, say fail_open=True or False: what to do when gpuwatch does not answer")
+    return GpuwatchClient(str(url), fail_open=fail_open)
+
+
+def _needs_gpu_from(paths: Iterable[str] | None, needs_gpu: NeedsGpu | None) -> NeedsGpu:
+    if paths is not None and needs_gpu is not None:
+        raise ValueError("pass paths= or needs_gpu=, not both")
+    if needs_gpu is not None:
+        return needs_gpu
+    if paths is None:
+        return lambda _scope: True
+    prefixes = tuple(paths)
+    return lambda scope: str(scope.get("path", "")).startswith(prefixes)
+
+
+def _with_admission(scope: Scope, result: AdmitResult) -> Scope:
+    """A copy of the scope whose `state` carries the answer; the server's own state is not touched."""
+    return {**scope, "state": {**scope.get("state", {}), STATE_KEY: result}}
+
+
+async def _respond_held_back(send: Send, result: AdmitResult, priority: str) -> None:
+    """503 with Retry-After (whole seconds, at least 1) and gpuwatch's state, reason and pressure."""
+    retry_after_s = max(1, math.ceil(result.retry_after_s or 1))
+    headers = [(b"retry-after", str(retry_after_s).encode())]
+    signal = {
+        b"x-gpuwatch-state": result.state or "",  # None: gpuwatch gave no answer
+        b"x-gpuwatch-reason": result.reason,
+        b"x-gpuwatch-pressure": "" if result.pressure is None else f"{result.pressure:.3f}",
+    }
+    headers += [(name, value.encode("latin-1", "replace")) for name, value in signal.items() if value]
+    body = {
+        "error": "gpuwatch_unreachable" if result.fallback else "gpu_busy",
+        "class": priority,
+        "state": result.state,
+        "reason": result.reason,
+        "retry_after_s": retry_after_s,
+    }
+    await _respond_json(send, 503, body, headers)
+
+
+async def _respond_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]]
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

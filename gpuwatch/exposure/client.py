@@ -1,0 +1,328 @@
+"""Python client for gpuwatch's signal API: one admission per job, thread-safe, honouring Retry-After."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import http.client
+import json
+import math
+import threading
+import urllib.parse
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from gpuwatch.policy.admission import parse_priority
+from gpuwatch.sources.clock import Clock, SystemClock
+
+DEFAULT_URL = "http://127.0.0.1:9478"
+DEFAULT_TIMEOUT_S = 1.0
+# gpuwatch samples once a second by default, so an answer younger than that is as new as any.
+DEFAULT_MAX_AGE_S = 1.0
+# The signal API's answers are a few kB; anything far larger is not gpuwatch talking.
+_MAX_BODY_BYTES = 4 * 1024 * 1024
+# Held back without a usable Retry-After (a fallback, or a daemon that sent none): wait this, s.
+_MIN_HOLD_S = 1.0
+
+V = TypeVar("V")
+
+
+class GpuwatchError(Exception):
+    """gpuwatch could not be asked, or answered something that is not gpuwatch's signal API."""
+
+
+class GpuwatchRequestError(ValueError):
+    """The question itself is wrong: an unknown class, or a GPU gpuwatch does not have (its HTTP 400)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitResult:
+    """The answer to "may I start one more job here?", and where it came from.
+
+    `fallback` is True when gpuwatch did not answer (unreachable, erroring, not gpuwatch at that
+    URL): then `admitted` is the client's `fail_open` choice and `reason` says what went wrong.
+    `from_cache` is True when no request was made: gpuwatch held this question back and its
+    Retry-After has not passed (then `retry_after_s` is what is left), or it could not be asked
+    less than `max_age_s` ago. An admission (gpuwatch's own) is never from the cache: each took
+    a slot for one job.
+    """
+
+    admitted: bool
+    gpu: int | None  # the GPU to start the job on (the pinned one, or gpuwatch's coolest)
+    retry_after_s: float | None  # held back: seconds until it is worth asking again
+    state: str | None  # node state (X-GPUWatch-State): ok, elevated, hot, ...; None on fallback
+    pressure: float | None  # node pressure, 0 = cool, 1 = at the limit
+    reason: str  # X-GPUWatch-Reason, or why gpuwatch could not be asked
+    from_cache: bool = False
+    fallback: bool = False
+
+
+class _Answer(NamedTuple):
+    """One HTTP answer: status, headers with lower-case names, and the body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _unexpired(entries: dict[Hashable, tuple[V, float]], key: Hashable, now: float) -> tuple[V, float] | None:
+    """A cached value and the seconds it has left, or None when absent or expired."""
+    entry = entries.get(key)
+    return None if entry is None or entry[1] <= now else (entry[0], entry[1] - now)
+
+
+class GpuwatchClient:
+    """Asks one gpuwatch daemon whether to start a job, sharing answers between threads.
+
+    `url`: the daemon's HTTP API (`http://user:password@host:port/prefix` for basic auth or a
+    path prefix behind a proxy; https works). `timeout_s`: per connect and per read, seconds.
+    `max_age_s`: how long a `state()` document, or a failure to reach gpuwatch, is reused
+    without asking (0 asks every time). `fail_open`: what `admit` answers when gpuwatch does not:
+    True admits, False holds back. It is required, because either choice is a policy the caller
+    must own.
+
+    One admission per job: every `admit` that gpuwatch admits took a slot for that job, so
+    admitted answers are never reused. A held-back answer is reused until its Retry-After
+    (asking sooner would only be refused again); concurrent callers asking a question that is
+    being asked wait for that answer if it holds back, and ask for themselves if it admits.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        fail_open: bool,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_age_s: float = DEFAULT_MAX_AGE_S,
+        clock: Clock | None = None,
+    ) -> None:
+        if not timeout_s > 0 or not max_age_s >= 0:
+            raise ValueError(f"timeout_s must be > 0 and max_age_s >= 0 (got {timeout_s}, {max_age_s})")
+        self.url = url
+        self.fail_open = fail_open
+        self._timeout_s = timeout_s
+        self._max_age_s = max_age_s
+        self._clock = clock or SystemClock()
+        self._target = _Target.parse(url)
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, threading.Lock] = {}
+        # Answers by question, and the state document, each with its monotonic expiry time.
+        self._answers: dict[Hashable, tuple[AdmitResult, float]] = {}
+        self._states: dict[Hashable, tuple[dict[str, Any], float]] = {}
+
+    def admit(self, priority: str = "default", gpu: int | None = None) -> AdmitResult:
+        """May one more job of class `priority` start (on GPU `gpu`, or on any)?
+
+        Never raises for an unreachable or broken daemon (see `fail_open`); raises
+        GpuwatchRequestError for an unknown class, or when gpuwatch says the GPU does not exist.
+        """
+        priority = _class_name(priority)
+        key = ("admit", priority, gpu)
+        cached = self.admit_cached(priority, gpu)
+        if cached is not None:
+            return cached
+        with self._single_flight(key):
+            cached = self.admit_cached(priority, gpu)
+            if cached is not None:
+                return cached
+            result, keep_s = self._ask_admit(priority, gpu)
+            if keep_s > 0:
+                with self._lock:
+                    self._answers[key] = (result, self._clock.monotonic() + keep_s)
+            return result
+
+    def admit_cached(self, priority: str = "default", gpu: int | None = None) -> AdmitResult | None:
+        """The held-back (or fallback) answer `admit` would give without asking, or None; never does I/O."""
+        key = ("admit", _class_name(priority), gpu)
+        with self._lock:
+            found = _unexpired(self._answers, key, self._clock.monotonic())
+        if found is None:
+            return None
+        result, left_s = found
+        retry_after_s = None if result.admitted else left_s
+        return dataclasses.replace(result, from_cache=True, retry_after_s=retry_after_s)
+
+    def state(self) -> dict[str, Any]:
+        """The daemon's `/v1/state` document (a copy of it); raises GpuwatchError when it cannot."""
+        document = self._cached_state()
+        if document is None:
+            with self._single_flight("state"):
+                document = self._cached_state()
+                if document is None:
+                    document = self._fetch_state()
+                    with self._lock:
+                        self._states["state"] = (document, self._clock.monotonic() + self._max_age_s)
+        return copy.deepcopy(document)
+
+    def _cached_state(self) -> dict[str, Any] | None:
+        with self._lock:
+            found = _unexpired(self._states, "state", self._clock.monotonic())
+        return None if found is None else found[0]
+
+    @contextmanager
+    def _single_flight(self, key: Hashable) -> Iterator[None]:
+        """Hold the one lock for `key`, so one thread asks while the others wait for its answer."""
+        with self._lock:
+            flight = self._flights.setdefault(key, threading.Lock())
+        with flight:
+            yield
+
+    def _ask_admit(self, priority: str, gpu: int | None) -> tuple[AdmitResult, float]:
+        """Ask `/v1/admit`; returns the answer and how long to keep it, in s (0: never reuse it)."""
+        query = {"class": priority} | ({} if gpu is None else {"gpu": str(gpu)})
+        try:
+            answer = self._get("/v1/admit?" + urllib.parse.urlencode(query))
+            result = _read_admit(answer, gpu)
+        except GpuwatchError as exc:
+            return self._fallback(str(exc), gpu), self._max_age_s
+        if result.admitted:
+            return result, 0.0  # it took a slot for this one job
+        return result, result.retry_after_s or _MIN_HOLD_S
+
+    def _fallback(self, why: str, gpu: int | None) -> AdmitResult:
+        """The caller's fail-open/fail-closed answer when gpuwatch gave none."""
+        retry_after_s = None if self.fail_open else max(self._max_age_s, _MIN_HOLD_S)
+        return AdmitResult(self.fail_open, gpu, retry_after_s, None, None, why, fallback=True)
+
+    def _fetch_state(self) -> dict[str, Any]:
+        answer = self._get("/v1/state")
+        if answer.status != 200:
+            raise GpuwatchError(f"gpuwatch at {self.url} answered /v1/state with HTTP {answer.status}")
+        document = _json_object(answer.body, "/v1/state")
+        if "gpus" not in document:
+            raise GpuwatchError(f"the answer from {self.url}/v1/state has no `gpus`: is that gpuwatch?")
+        return document
+
+    def _get(self, path: str) -> _Answer:
+        """One GET on a fresh connection (answers are cached, so it is rare); raises GpuwatchError."""
+        connection = self._target.connect(self._timeout_s)
+        try:
+            connection.request("GET", self._target.base_path + path, headers=self._target.headers)
+            response = connection.getresponse()
+            body = response.read(_MAX_BODY_BYTES)
+            headers = {name.lower(): value for name, value in response.getheaders()}
+            return _Answer(response.status, headers, body)
+        except TimeoutError as exc:
+            raise GpuwatchError(
+                f"gpuwatch at {self.url} did not answer within {self._timeout_s:g} s"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise GpuwatchError(f"cannot reach gpuwatch at {self.url}: {_why(exc)}") from exc
+        finally:
+            connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where the daemon is: scheme, host, port, path prefix and the headers every request sends."""
+
+    https: bool
+    host: str
+    port: int | None
+    base_path: str
+    headers: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, url: str) -> _Target:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"gpuwatch URL must look like http://HOST:PORT (got {url!r})")
+        headers = {"Accept": "application/json", "User-Agent": "gpuwatch-client"}
+        if parts.username is not None:
+            login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        return cls(parts.scheme == "https", parts.hostname, parts.port, parts.path.rstrip("/"), headers)
+
+    def connect(self, timeout_s: float) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        return kind(self.host, self.port, timeout=timeout_s)
+
+
+def _class_name(priority: str) -> str:
+    """The class as gpuwatch spells it (`critical`, `default`, `sheddable`), else GpuwatchRequestError."""
+    try:
+        return parse_priority(priority).value
+    except ValueError as exc:
+        raise GpuwatchRequestError(str(exc)) from exc
+
+
+def _read_admit(answer: _Answer, gpu: int | None) -> AdmitResult:
+    """An AdmitResult from `/v1/admit`'s answer; raises GpuwatchError when it is not one."""
+    if answer.status == 400 or (answer.status == 404 and _is_unknown_gpu(answer)):
+        raise GpuwatchRequestError(_error_text(answer))
+    node_state = answer.headers.get("x-gpuwatch-state")
+    # gpuwatch puts X-GPUWatch-State on every admit answer; a 503 without it is a proxy's error.
+    if node_state is None or answer.status not in {200, 503}:
+        raise GpuwatchError(
+            f"HTTP {answer.status} from /v1/admit is not a gpuwatch answer: {_error_text(answer)}"
+        )
+    admitted = answer.status == 200
+    return AdmitResult(
+        admitted=admitted,
+        gpu=_chosen_gpu(_json_object(answer.body, "/v1/admit")) if admitted else gpu,
+        retry_after_s=None if admitted else _seconds(answer.headers.get("retry-after")),
+        state=node_state,
+        pressure=_seconds(answer.headers.get("x-gpuwatch-pressure")),
+        reason=answer.headers.get("x-gpuwatch-reason", ""),
+    )
+
+
+def _chosen_gpu(body: Mapping[str, Any]) -> int:
+    """The GPU an admit answer names: `"gpu": 3` or `"gpu": {"index": 3, ...}`."""
+    gpu = body.get("gpu")
+    index = gpu.get("index") if isinstance(gpu, dict) else gpu
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise GpuwatchError(f"the admit answer names no GPU index (got gpu={gpu!r})")
+    return index
+
+
+def _json_object(body: bytes, route: str) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GpuwatchError(f"the answer from {route} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise GpuwatchError(f"the answer from {route} is not a JSON object")
+    return document
+
+
+def _seconds(text: str | None) -> float | None:
+    """A non-negative finite number from a header, else None (Retry-After as an HTTP date included)."""
+    try:
+        value = float(text) if text is not None else math.nan
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _is_unknown_gpu(answer: _Answer) -> bool:
+    """Whether a 404 is gpuwatch's own for a GPU the node lacks, not a proxy's for a wrong path."""
+    try:
+        document = json.loads(answer.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(document, dict) and document.get("error") == "unknown_gpu"
+
+
+def _error_text(answer: _Answer) -> str:
+    """What an error answer says (gpuwatch's JSON `message`, else the body), on one short line."""
+    try:
+        document = json.loads(answer.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document = None
+    text = (
+        document.get("message", document)
+        if isinstance(document, dict)
+        else answer.body.decode("utf-8", "replace")
+    )
+    return " ".join(str(text).split())[:200] or f"HTTP {answer.status}"
+
+
+def _why(exc: BaseException) -> str:
+    """An OS or HTTP error in a few words: `connection refused`, not `[Errno 111] ...`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
