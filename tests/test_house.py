@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "gpuwatch"
+LAYOUT_DOC = PACKAGE.parent / "docs" / "layout.md"
 
 # The pipeline, upstream first. A module may import its own stage or any stage before it, never a later
 # one. service and simulate share a floor: both wire the stages below, and neither may import the other.
@@ -83,6 +84,36 @@ def test_every_import_runs_down_the_pipeline() -> None:
         problem for module, source in all_modules().items() for problem in back_imports(module, source)
     ]
     assert problems == []
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Stage -> the other stages its modules import."""
+    graph: dict[str, set[str]] = {stage: set() for stage in STAGES}
+    for module, source in all_modules().items():
+        own = stage_of(module)
+        if own not in STAGES:
+            continue
+        for _, target in imported_modules(ast.parse(source)):
+            theirs = target.split(".")[1] if "." in target else ""
+            if theirs in STAGES and theirs != own:
+                graph[own].add(theirs)
+    return graph
+
+
+def documented_graph() -> dict[str, set[str]]:
+    """The table of docs/layout.md's Imports section: `stage imports a, b` per line."""
+    text = LAYOUT_DOC.read_text(encoding="utf-8")
+    block = text.split("<!-- imports-table -->", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    graph: dict[str, set[str]] = {}
+    for line in block.splitlines():
+        stage, _, rest = line.partition(" imports ")
+        names = rest.strip()
+        graph[stage.strip()] = set() if names == "no other package" else set(names.split(", "))
+    return graph
+
+
+def test_the_documented_import_graph_is_the_codes() -> None:
+    assert documented_graph() == package_graph()
 
 
 def test_nothing_loose_at_the_top() -> None:

@@ -2,7 +2,7 @@
 
 Each fault runs one daemon on four fake H100s sampled every INTERVAL_S: steady OK, inject, hold,
 clear, recover; /healthz is probed every 20 ms throughout. The figures go to a Markdown table
-(printed with -s, written to $GPUWATCH_FAULT_TABLE if set) that the README's Faults section quotes.
+(printed with -s, written to $GPUWATCH_FAULT_TABLE if set) that docs/faults.md quotes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HAProxy agent-check on two real `gpuwatch serve` daemons: README's backend, run on loopback."""
+"""HAProxy agent-check on two real `gpuwatch serve` daemons: docs/integrations.md's backend, on loopback."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 import pytest
 from int_apps import NamedApp
 from int_procs import Spawner, free_port, http_get, wait_for
-from int_readme import integration_block, with_addresses
+from int_readme import doc_block, with_addresses
 from sim_nodes import COOL_NODE, SHORT_HOLD_CONFIG, cooling_fault
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-AGENT_INTER_S = 0.5  # `agent-inter 500ms` in README's block
+AGENT_INTER_S = 0.5  # `agent-inter 500ms` in the docs' block
 # Node 1's fan fails this long after its gpuwatch starts, and is mended this long after, s:
 # time to see both nodes serve, then to watch node 1 drain before it recovers.
 FAULT_AT_S = 6.0
@@ -23,7 +23,7 @@ REQUEST_GAP_S = 0.02
 
 
 class Haproxy:
-    """HAProxy with README's backend, its two servers at `apps`, agents at `agent_ports`."""
+    """HAProxy with the docs' backend, its two servers at `apps`, agents at `agent_ports`."""
 
     def __init__(self, spawner: Spawner, apps: list[NamedApp], agent_ports: list[int]) -> None:
         self.port = free_port()
@@ -32,7 +32,7 @@ class Haproxy:
         for number, (app, agent_port) in enumerate(zip(apps, agent_ports, strict=True), start=1):
             replacements[f"10.0.0.1{number}:8000"] = f"127.0.0.1:{app.port}"
             replacements[f"agent-addr 10.0.0.1{number}"] = f"agent-addr 127.0.0.1 agent-port {agent_port}"
-        backend = with_addresses(integration_block("HAProxy", "haproxy"), replacements)
+        backend = with_addresses(doc_block("docs/integrations.md", "HAProxy", "haproxy"), replacements)
         config = spawner.log_dir / "haproxy.cfg"
         config.write_text(
             f"global\n    stats socket {self.stats_socket} mode 600 level admin\n"

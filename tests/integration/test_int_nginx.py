@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from int_procs import Spawner, free_port, http_get
-from int_readme import integration_block, with_addresses
+from int_readme import doc_block, with_addresses
 from sim_nodes import cooling_fault
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -24,7 +24,7 @@ class Nginx:
         prefix: Path = spawner.log_dir / "nginx"
         prefix.mkdir()
         servers = with_addresses(
-            integration_block("nginx", "nginx"),
+            doc_block("README.md", "Wire a gateway: nginx", "nginx"),
             {
                 "127.0.0.1:9478": f"127.0.0.1:{gpuwatch_port}",
                 "listen 8080;": f"listen 127.0.0.1:{self.port};",

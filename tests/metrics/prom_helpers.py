@@ -15,11 +15,15 @@ from pathlib import Path
 import yaml
 from metrics_helpers import DASHBOARDS
 
-# Grafana's variables, as the test gives them: every node and GPU, a rate window of 5 scrapes.
-VARIABLES = {"$instance": ".+", "$gpu": ".+", "$__rate_interval": "5s"}
+# Grafana's variables, as the test gives them: every fleet, node and GPU, a rate window of 5 scrapes.
+VARIABLES = {"$job": ".+", "$instance": ".+", "$gpu": ".+", "$__rate_interval": "5s"}
+# Every Grafana dashboard of dashboards/.
+DASHBOARD_FILES = sorted(DASHBOARDS.glob("*.json"))
 # The rules' `for:` shortened for the test, which runs for seconds, not minutes.
 TEST_FOR = "2s"
 _SELECTOR = re.compile(r"\b(gpuwatch_[a-z_]+|up)\b(\{[^}]*\})?")
+_LABEL_VALUES = re.compile(r"^label_values\((.+), *([a-zA-Z_]\w*)\)$")
+Labels = tuple[tuple[str, str], ...]
 
 
 def free_port() -> int:
@@ -28,16 +32,48 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def panel_queries() -> list[tuple[str, str]]:
-    """(panel title, expr) of every target of every panel of the dashboard, variables substituted."""
-    dashboard = json.loads((DASHBOARDS / "gpuwatch.json").read_text())
+def substituted(expr: str) -> str:
+    """`expr` with Grafana's variables replaced as VARIABLES gives them."""
+    for variable, value in VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+def panels(board: dict) -> list[dict]:
+    """Every panel of a dashboard, those inside rows included."""
     found = []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", ()):
-            expr = target["expr"]
-            for variable, value in VARIABLES.items():
-                expr = expr.replace(variable, value)
-            found.append((panel["title"], expr))
+    for panel in board["panels"]:
+        found.append(panel)
+        found.extend(panel.get("panels", ()))
+    return found
+
+
+def panel_queries(path: Path | None = None) -> list[tuple[str, str]]:
+    """(dashboard/panel title, expr) of every target of every panel, variables substituted.
+
+    Of the dashboard at `path`, or of every dashboard of dashboards/.
+    """
+    found = []
+    for board_path in [path] if path is not None else DASHBOARD_FILES:
+        board = json.loads(board_path.read_text())
+        found.extend(
+            (f"{board_path.stem}/{panel['title']}", substituted(target["expr"]))
+            for panel in panels(board)
+            for target in panel.get("targets", ())
+        )
+    return found
+
+
+def variable_queries() -> list[tuple[str, str, str]]:
+    """(dashboard/variable, series selector, label) of every `label_values(...)` template variable."""
+    found = []
+    for path in DASHBOARD_FILES:
+        for variable in json.loads(path.read_text())["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            match = _LABEL_VALUES.match(variable["definition"])
+            assert match is not None, f"{path.name}: variable {variable['name']} is not label_values(...)"
+            found.append((f"{path.stem}/{variable['name']}", substituted(match.group(1)), match.group(2)))
     return found
 
 
@@ -61,18 +97,27 @@ def selectors(expr: str) -> list[str]:
 
 
 class Prometheus:
-    """Debian's prometheus on loopback with a scratch TSDB, scraping `targets` every second."""
+    """Debian's prometheus on loopback with a scratch TSDB, scraping `targets` every second.
 
-    def __init__(self, folder: Path, targets: list[str], rule_files: list[Path]) -> None:
+    `targets` are the scrape job "gpuwatch"'s, or the targets of each job by job name.
+    """
+
+    def __init__(
+        self, folder: Path, targets: list[str] | dict[str, list[str]], rule_files: list[Path]
+    ) -> None:
         binary = shutil.which("prometheus")
         assert binary is not None, (
             "prometheus is missing: install Debian's prometheus package (tests/run does)"
         )
         self.port = free_port()
+        jobs = targets if isinstance(targets, dict) else {"gpuwatch": targets}
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": "gpuwatch", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": addresses}]}
+                for job, addresses in jobs.items()
+            ],
         }
         (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log = (folder / "prometheus.log").open("w")
@@ -118,6 +163,23 @@ class Prometheus:
         return self.api("query_range", query=expr, start=f"{self.started:.3f}", end=f"{now:.3f}", step="1")[
             "result"
         ]
+
+    def samples(self, selector: str, window_s: int) -> dict[Labels, list[tuple[float, float]]]:
+        """The samples stored for `selector` over the last `window_s` seconds, as scraped or recorded.
+
+        By series (its labels, sorted, without __name__): (timestamp, value), oldest first.
+        """
+        result = self.api("query", query=f"{selector}[{window_s}s]", time=f"{time.time():.3f}")["result"]
+        return {
+            tuple(sorted((k, v) for k, v in series["metric"].items() if k != "__name__")): [
+                (float(at), float(value)) for at, value in series["values"]
+            ]
+            for series in result
+        }
+
+    def firing_alerts(self) -> list[dict]:
+        """Every alert firing now, as the API gives it (labels, annotations, value...)."""
+        return [alert for alert in self.api("alerts")["alerts"] if alert["state"] == "firing"]
 
     def firing(self) -> set[tuple[str, str]]:
         """(alertname, instance) of the alerts firing now."""

@@ -192,11 +192,11 @@ class TestServeRefusesAtStart:
 
 
 class TestReadmeExample:
-    """The web config shown in README.md loads (with real certificate files in its paths)."""
+    """The web config shown in docs/metrics.md loads (with real certificate files in its paths)."""
 
     def test_readme_example_loads(self, tmp_path, certs):
-        readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-        blocks = re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL)
+        page = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+        blocks = re.findall(r"```yaml\n(.*?)```", page, re.DOTALL)
         example = next(
             block for block in blocks if "basic_auth_users" in block and "tls_server_config" in block
         )
