@@ -1,10 +1,21 @@
 """Where users import the Python client from: `from gpuwatch.client import GpuwatchClient`."""
 
 from gpuwatch.exposure.client import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
     AdmitResult,
     GpuwatchClient,
     GpuwatchError,
     GpuwatchRequestError,
 )
 
-__all__ = ["AdmitResult", "GpuwatchClient", "GpuwatchError", "GpuwatchRequestError"]
+__all__ = [
+    "DEFAULT_MAX_AGE_S",
+    "DEFAULT_TIMEOUT_S",
+    "DEFAULT_URL",
+    "AdmitResult",
+    "GpuwatchClient",
+    "GpuwatchError",
+    "GpuwatchRequestError",
+]

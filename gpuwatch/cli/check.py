@@ -24,7 +24,7 @@ MAX_LINE_CHARS = 80
 
 # ELEVATED is a busy node shedding only sheddable work: normal under load, so it is no problem
 # for node-problem-detector (a node condition would flap with every traffic peak).
-_PROBLEM_STATES = frozenset(
+PROBLEM_STATES = frozenset(
     {ThermalState.HOT, ThermalState.CRITICAL, ThermalState.FAILED, ThermalState.UNKNOWN}
 )
 
@@ -47,14 +47,14 @@ def judge(document: Mapping[str, Any]) -> Verdict:
     except (KeyError, TypeError, ValueError) as exc:
         return Verdict(EXIT_UNKNOWN, f"UNKNOWN: gpuwatch's state answer is not readable ({exc!r})")
     failed = [index for index, state in gpus if state is ThermalState.FAILED]
-    if node not in _PROBLEM_STATES and not failed:
+    if node not in PROBLEM_STATES and not failed:
         return Verdict(EXIT_OK, f"OK: node {node}, {len(gpus)} GPUs, pressure {pressure:.2f}")
     if node is ThermalState.UNKNOWN:
         age = document.get("sample_age_s")
         since = "never sampled" if age is None else f"last sample {float(age):.1f} s old"
         return Verdict(EXIT_PROBLEM, f"STALE: no fresh GPU sample ({since})")
     label = ThermalState.FAILED if failed else node
-    worst = [(index, state) for index, state in gpus if state in _PROBLEM_STATES]
+    worst = [(index, state) for index, state in gpus if state in PROBLEM_STATES]
     return Verdict(EXIT_PROBLEM, f"{label.upper()}: {_listing(worst)}{_reasons(reasons)}")
 
 

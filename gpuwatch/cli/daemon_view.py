@@ -37,9 +37,9 @@ STATE_COLOURS: Mapping[str, dict[str, Any]] = {
 # Margin bands, °C: within the last two degrees a GPU is one job from its guard; within five it
 # is warm enough that an operator watches it.
 RED_BELOW_C = 2.0
+YELLOW_BELOW_C = 5.0
 _STATE_COLUMN = HEADERS.index("STATE")
 _MARGIN_COLUMN = HEADERS.index("MARGIN")
-YELLOW_BELOW_C = 5.0
 
 
 def _number(value: object, template: str) -> str:

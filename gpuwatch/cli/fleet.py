@@ -6,20 +6,22 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 
 import click
+from click.core import ParameterSource
 
 from gpuwatch.cli.check import EXIT_UNKNOWN
 from gpuwatch.cli.fleet_daemons import TargetError, ask_daemons, node_name, parse_targets
 from gpuwatch.cli.fleet_prometheus import Prometheus, PrometheusError, ask_prometheus
 from gpuwatch.cli.fleet_rows import NodeRow, fleet_document, fleet_status, render_fleet
 from gpuwatch.cli.options import configure_logging, fail
-from gpuwatch.cli.screen import Screen, watching
+from gpuwatch.cli.screen import Screen, show_every
 
 # Per node (or per Prometheus query), s: a node that has not answered by then is a row saying so.
 DEFAULT_TIMEOUT_S = 2.0
+# Targets named in the table's first line; the rest are counted.
+SHOWN_TARGETS = 3
 
 
 def _frame(rows: list[NodeRow], source: str, *, as_json: bool) -> str:
@@ -40,8 +42,11 @@ def _collector(
             urls = parse_targets(targets)
         except TargetError as exc:
             fail(str(exc))
-        shown = ", ".join(map(node_name, urls[:3])) + (", ..." if len(urls) > 3 else "")
-        return (lambda: ask_daemons(urls, timeout_s)), f"{len(urls)} targets ({shown})"
+        names = ", ".join(map(node_name, urls[:SHOWN_TARGETS])) + (
+            ", ..." if len(urls) > SHOWN_TARGETS else ""
+        )
+        plural = "" if len(urls) == 1 else "s"
+        return (lambda: ask_daemons(urls, timeout_s)), f"{len(urls)} target{plural} ({names})"
     try:
         prometheus = Prometheus(str(prometheus_url), timeout_s)
     except PrometheusError as exc:
@@ -90,7 +95,9 @@ def _collector(
     show_default=True,
     help="Seconds to wait for each node (each Prometheus query) before showing it as unreachable.",
 )
+@click.pass_context
 def fleet(  # noqa: PLR0913 - one per option
+    ctx: click.Context,
     prometheus_url: str | None,
     job: str,
     targets: str | None,
@@ -110,26 +117,19 @@ def fleet(  # noqa: PLR0913 - one per option
     GPU, stale), else 2 when a node did not answer, else 0. Prometheus not answering exits 2.
     """
     configure_logging(logging.ERROR)
+    if targets is not None and ctx.get_parameter_source("prometheus_url") is ParameterSource.ENVIRONMENT:
+        prometheus_url = None  # --targets on the command line wins over GPUWATCH_PROMETHEUS
     collect, source = _collector(prometheus_url, targets, job, timeout_s)
+    rows: list[NodeRow] = []
+
+    def frame() -> str:
+        nonlocal rows
+        rows = collect()
+        return _frame(rows, source, as_json=as_json)
+
     screen = Screen(in_place=watch_s is not None and not as_json)
-    rows: list[NodeRow] | None = None
-    shown = 0
     try:
-        with watching(screen):
-            while True:
-                try:
-                    rows = collect()
-                except PrometheusError as exc:
-                    rows = None
-                    if watch_s is None:
-                        fail(str(exc))
-                    screen.draw(f"gpuwatch: {exc}")
-                else:
-                    screen.draw(_frame(rows, source, as_json=as_json))
-                shown += 1
-                if watch_s is None or (count is not None and shown >= count):
-                    break
-                time.sleep(watch_s)
-    except KeyboardInterrupt:
-        pass
-    raise click.exceptions.Exit(EXIT_UNKNOWN if rows is None else fleet_status(rows))
+        drawn = show_every(screen, frame, watch_s=watch_s, count=count, failures=(PrometheusError,))
+    except PrometheusError as exc:
+        fail(str(exc))
+    raise click.exceptions.Exit(fleet_status(rows) if drawn else EXIT_UNKNOWN)

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gpuwatch.cli.fleet_rows import NodeRow, row_from_state, unreachable
 from gpuwatch.exposure.client import GpuwatchClient, GpuwatchError
+from gpuwatch.exposure.urls import redacted
 
 # Threads asking at once: enough that 200 nodes, a few of them hanging until their timeout, take
 # a few timeouts in all, not one per node.
@@ -29,10 +30,11 @@ def parse_targets(text: str) -> list[str]:
         try:
             port = parsed.port
         except ValueError as exc:
-            raise TargetError(f"--targets entry {entry!r}: {exc}") from exc
+            raise TargetError(f"--targets entry {redacted(entry)!r}: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None:
             raise TargetError(
-                f"--targets entry {entry!r} is not host:port (or http[s]://host:port), e.g. gpu-node-1:9478"
+                f"--targets entry {redacted(entry)!r} is not host:port (or http[s]://host:port), "
+                "e.g. gpu-node-1:9478"
             )
         if url not in urls:
             urls.append(url)
@@ -58,6 +60,10 @@ def _ask(url: str, timeout_s: float) -> NodeRow:
 
 
 def ask_daemons(urls: Sequence[str], timeout_s: float) -> list[NodeRow]:
-    """One row per URL, in the order given; a node that fails or times out is a row saying why."""
+    """One row per URL, in the order given; a node that fails or times out is a row saying why.
+
+    `timeout_s` bounds the connect and each read of a node, as the client's does: a silent node
+    costs one timeout, and all nodes are asked at once (up to MAX_PARALLEL).
+    """
     with ThreadPoolExecutor(max_workers=max(1, min(MAX_PARALLEL, len(urls)))) as pool:
         return list(pool.map(lambda url: _ask(url, timeout_s), urls))

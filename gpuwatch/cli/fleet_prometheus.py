@@ -6,32 +6,34 @@ node Prometheus scrapes. A target whose scrape fails (`up == 0`) is a row with t
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gpuwatch.cli.check import EXIT_OK, EXIT_PROBLEM
+from gpuwatch.cli.check import EXIT_OK, EXIT_PROBLEM, PROBLEM_STATES
 from gpuwatch.cli.fleet_rows import CLASSES, NodeRow, WorstGpu, unreachable, worst_gpu
+from gpuwatch.exposure.urls import basic_auth_headers, redacted
 from gpuwatch.policy.decision import ThermalState
 
-# `check`'s verdict from the exported state: ELEVATED is normal under load, the rest is a problem.
-_FINE_STATES = frozenset({ThermalState.OK.value, ThermalState.ELEVATED.value})
+Sample = tuple[dict[str, str], float]
+_STATES = frozenset(state.value for state in ThermalState)
+_PROBLEMS = frozenset(state.value for state in PROBLEM_STATES)
 
 
 class PrometheusError(Exception):
     """Prometheus did not answer a query, or not with a vector."""
 
 
-def _queries(job: str) -> dict[str, str]:
+def queries(job: str) -> dict[str, str]:
     """One instant query per fact, each by instance (and gpu); `job` selects gpuwatch's scrape job."""
-    sel = f'job="{job}"'
+    sel = f"job={json.dumps(job)}"  # a PromQL string literal, quotes and backslashes escaped
+    age = f"gpuwatch_sample_age_seconds{{{sel}}}"
     return {
         "up": f"up{{{sel}}}",
         "state": f"gpuwatch_node_state{{{sel}}} == 1",
@@ -43,10 +45,7 @@ def _queries(job: str) -> dict[str, str]:
         "gpu_margin": f"gpuwatch_gpu_thermal_margin_celsius{{{sel}}}",
         "gpu_to_slowdown": f"gpuwatch_gpu_time_to_slowdown_seconds{{{sel}}}",
         # The daemon's sample age at the scrape, plus the time since the scrape: its age now, s.
-        "age": (
-            f"gpuwatch_sample_age_seconds{{{sel}}}"
-            f" + (time() - timestamp(gpuwatch_sample_age_seconds{{{sel}}}))"
-        ),
+        "age": f"{age} + (time() - timestamp({age}))",
     }
 
 
@@ -56,13 +55,12 @@ class Prometheus:
     def __init__(self, url: str, timeout_s: float) -> None:
         parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise PrometheusError(f"--prometheus {url!r} is not an http(s) URL, e.g. http://prometheus:9090")
-        netloc = parsed.netloc.rpartition("@")[2]  # the password goes in a header, not in messages
+            raise PrometheusError(
+                f"--prometheus {redacted(url)!r} is not an http(s) URL, e.g. http://prometheus:9090"
+            )
+        netloc = parsed.netloc.rpartition("@")[2]  # the login goes in a header, never in messages
         self.url = urllib.parse.urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/"), "", ""))
-        self._headers = {"Accept": "application/json"}
-        if parsed.username is not None:
-            pair = f"{urllib.parse.unquote(parsed.username)}:{urllib.parse.unquote(parsed.password or '')}"
-            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self._headers = {"Accept": "application/json", **basic_auth_headers(parsed)}
         self._timeout_s = timeout_s
 
     def get(self, path: str, params: Mapping[str, str]) -> Any:  # noqa: ANN401 - JSON's `data`
@@ -81,24 +79,29 @@ class Prometheus:
             raise PrometheusError(f"Prometheus at {self.url} answered {path} with {body!r:.200}")
         return body.get("data")
 
-    def vector(self, query: str) -> list[tuple[dict[str, str], float]]:
+    def vector(self, query: str) -> list[Sample]:
         """An instant query's samples as (labels, value)."""
         data = self.get("/api/v1/query", {"query": query})
-        if not isinstance(data, dict) or data.get("resultType") != "vector":
-            raise PrometheusError(f"Prometheus at {self.url} did not answer {query!r} with a vector")
-        return [(dict(item["metric"]), float(item["value"][1])) for item in data["result"]]
+        try:
+            kind = data["resultType"]
+            samples = [({**item["metric"]}, float(item["value"][1])) for item in data["result"]]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            kind = repr(exc)
+        if kind != "vector":
+            raise PrometheusError(f"Prometheus at {self.url} did not answer {query!r} with a vector ({kind})")
+        return samples
 
     def scrape_errors(self, job: str) -> dict[str, str]:
         """The last scrape error of each of `job`'s targets, by instance (empty when it cannot tell)."""
         try:
-            data = self.get("/api/v1/targets", {"state": "active"})
-        except PrometheusError:
+            targets = self.get("/api/v1/targets", {"state": "active"})["activeTargets"]
+            return {
+                str(target["labels"]["instance"]): str(target.get("lastError") or "scrape failed")
+                for target in targets
+                if target["labels"].get("job") == job and "instance" in target["labels"]
+            }
+        except (PrometheusError, KeyError, TypeError, AttributeError):
             return {}
-        return {
-            str(target["labels"].get("instance")): str(target.get("lastError") or "scrape failed")
-            for target in (data or {}).get("activeTargets", [])
-            if target.get("labels", {}).get("job") == job
-        }
 
 
 def _api_error(exc: urllib.error.HTTPError) -> str:
@@ -113,56 +116,72 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
 
-def _by_instance(samples: list[tuple[dict[str, str], float]]) -> dict[str, float]:
-    return {labels.get("instance", ""): value for labels, value in samples}
+class _Node:
+    """One instance's samples, gathered from every query's answer."""
 
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+        self.state = ThermalState.UNKNOWN.value
+        self.slots: dict[str, int] = {}
+        self.gpus: dict[str, dict[str, float]] = defaultdict(dict)
 
-def _row(instance: str, results: Mapping[str, list[tuple[dict[str, str], float]]]) -> NodeRow:
-    states = {labels.get("instance"): labels.get("state", "unknown") for labels, _ in results["state"]}
-    slots: dict[str, int] = {}
-    for labels, value in results["slots"]:
-        if labels.get("instance") == instance and labels.get("class") in CLASSES:
-            slots[labels["class"]] = int(value)
-    per_gpu: dict[str, dict[str, float]] = defaultdict(dict)
-    for name in ("gpu_pressure", "gpu_margin", "gpu_to_slowdown"):
-        for labels, value in results[name]:
-            if labels.get("instance") == instance:
-                per_gpu[labels.get("gpu", "")][name] = value
-    gpus = [
-        WorstGpu(
-            index=int(gpu),
-            pressure=_finite(values.get("gpu_pressure")),
-            margin_c=_finite(values.get("gpu_margin")),
-            time_to_slowdown_s=_finite(values.get("gpu_to_slowdown")),
+    def row(self, instance: str) -> NodeRow:
+        gpus = [
+            WorstGpu(
+                index=int(gpu),
+                pressure=_finite(values.get("gpu_pressure")),
+                margin_c=_finite(values.get("gpu_margin")),
+                time_to_slowdown_s=_finite(values.get("gpu_to_slowdown")),
+            )
+            for gpu, values in self.gpus.items()
+            if gpu.isdigit()
+        ]
+        failed = (self.values.get("failed") or 0.0) > 0
+        return NodeRow(
+            node=instance,
+            state=self.state,
+            pressure=_finite(self.values.get("pressure")),
+            slots={name: self.slots.get(name, 0) for name in CLASSES},
+            admits=tuple(name for name in CLASSES if self.slots.get(name, 0) > 0),
+            gpus=int(_finite(self.values.get("gpus")) or 0),
+            worst=worst_gpu(gpus),
+            sample_age_s=_finite(self.values.get("age")),
+            status=EXIT_PROBLEM if self.state in _PROBLEMS or failed else EXIT_OK,
         )
-        for gpu, values in per_gpu.items()
-        if gpu.isdigit()
-    ]
-    state = states.get(instance, ThermalState.UNKNOWN.value)
-    failed = _by_instance(results["failed"]).get(instance, 0.0) > 0
-    return NodeRow(
-        node=instance,
-        state=state,
-        pressure=_finite(_by_instance(results["pressure"]).get(instance)),
-        slots={name: slots.get(name, 0) for name in CLASSES},
-        admits=tuple(name for name in CLASSES if slots.get(name, 0) > 0),
-        gpus=int(_by_instance(results["gpus"]).get(instance, 0)),
-        worst=worst_gpu(gpus),
-        sample_age_s=_finite(_by_instance(results["age"]).get(instance)),
-        status=EXIT_OK if state in _FINE_STATES and not failed else EXIT_PROBLEM,
-    )
+
+
+def rows_from_answers(
+    answers: Mapping[str, Sequence[Sample]], scrape_errors: Mapping[str, str]
+) -> list[NodeRow]:
+    """One row per instance `up` names: from its samples when scraped, else the scrape error."""
+    nodes: dict[str, _Node] = defaultdict(_Node)
+    for name, samples in answers.items():
+        for labels, value in samples:
+            node = nodes[labels.get("instance", "")]
+            if name == "state":
+                state = labels.get("state", "")
+                node.state = state if state in _STATES else ThermalState.UNKNOWN.value
+            elif name == "slots":
+                if labels.get("class") in CLASSES and math.isfinite(value):
+                    node.slots[labels["class"]] = int(value)
+            elif name.startswith("gpu_"):
+                node.gpus[labels.get("gpu", "")][name] = value
+            else:
+                node.values[name] = value
+    rows = []
+    for labels, value in answers["up"]:
+        instance = labels.get("instance", "")
+        if value >= 1:
+            rows.append(nodes[instance].row(instance))
+        else:
+            rows.append(unreachable(instance, f"scrape failed: {scrape_errors.get(instance, 'up is 0')}"))
+    return rows
 
 
 def ask_prometheus(prometheus: Prometheus, job: str) -> list[NodeRow]:
     """One row per target of `job`; raises PrometheusError when Prometheus itself does not answer."""
-    queries = _queries(job)
-    with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-        answers = dict(zip(queries, pool.map(prometheus.vector, queries.values()), strict=True))
-    up = _by_instance(answers["up"])
-    down = [instance for instance, value in up.items() if value < 1]
-    errors = prometheus.scrape_errors(job) if down else {}
-    rows = [_row(instance, answers) for instance, value in up.items() if value >= 1]
-    rows.extend(
-        unreachable(instance, f"scrape failed: {errors.get(instance, 'up is 0')}") for instance in down
-    )
-    return rows
+    asked = queries(job)
+    with ThreadPoolExecutor(max_workers=len(asked)) as pool:
+        answers = dict(zip(asked, pool.map(prometheus.vector, asked.values()), strict=True))
+    down = any(value < 1 for _, value in answers["up"])
+    return rows_from_answers(answers, prometheus.scrape_errors(job) if down else {})

@@ -104,8 +104,12 @@ def worst_gpu(gpus: Sequence[WorstGpu]) -> WorstGpu | None:
     )
 
 
-def _float_or_none(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+def _finite_or_none(value: object) -> float | None:
+    """A number from a JSON answer; None for null, NaN and infinities (they would break the order)."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if math.isfinite(number) else None
 
 
 def row_from_state(node: str, document: Mapping[str, Any]) -> NodeRow:
@@ -114,35 +118,45 @@ def row_from_state(node: str, document: Mapping[str, Any]) -> NodeRow:
         gpus = [
             WorstGpu(
                 index=int(gpu["index"]),
-                pressure=_float_or_none(gpu.get("pressure")),
-                margin_c=_float_or_none(gpu.get("margin_c")),
-                time_to_slowdown_s=_float_or_none(gpu.get("time_to_slowdown_s")),
+                pressure=_finite_or_none(gpu.get("pressure")),
+                margin_c=_finite_or_none(gpu.get("margin_c")),
+                time_to_slowdown_s=_finite_or_none(gpu.get("time_to_slowdown_s")),
             )
             for gpu in document["gpus"]
         ]
-        slots = {name: int((document.get("slots") or {}).get(name, 0)) for name in CLASSES}
+        free = document.get("slots") or {}
+        slots = {name: int(free.get(name, 0)) for name in CLASSES}
         return NodeRow(
             node=node,
             state=str(ThermalState(document["state"])),
-            pressure=float(document["pressure"]),
+            pressure=_finite_or_none(document["pressure"]),
             slots=slots,
             admits=tuple(str(name) for name in document.get("admits") or ()),
             gpus=len(gpus),
             worst=worst_gpu(gpus),
-            sample_age_s=_float_or_none(document.get("sample_age_s")),
+            sample_age_s=_finite_or_none(document.get("sample_age_s")),
             status=judge(document).status,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return unreachable(node, f"its /v1/state answer is not readable ({exc!r})")
 
 
 def hottest_first(rows: Sequence[NodeRow]) -> list[NodeRow]:
-    """Nodes that answered by pressure, then state, then worst margin; the silent ones after them."""
+    """Worst first; the nodes that did not answer after all the others.
 
-    def key(row: NodeRow) -> tuple[bool, float, int, float, str]:
-        severity = ThermalState(row.state).severity if row.reachable else 0
-        margin = row.worst.margin_c if row.worst and row.worst.margin_c is not None else math.inf
-        return (not row.reachable, -(row.pressure or 0.0), -severity, margin, row.node)
+    By state (as worst-of ranks them), then the hottest GPU's pressure and margin, then the node's
+    mean pressure. That mean reads low for one critical GPU among eight cool ones, so the state and
+    the worst GPU come first.
+    """
+
+    def key(row: NodeRow) -> tuple[bool, int, float, float, float, str]:
+        if not row.reachable:
+            return (True, 0, 0.0, 0.0, 0.0, row.node)
+        worst = row.worst
+        worst_pressure = worst.pressure if worst and worst.pressure is not None else -1.0
+        margin = worst.margin_c if worst and worst.margin_c is not None else math.inf
+        severity = ThermalState(row.state).severity
+        return (False, -severity, -worst_pressure, margin, -(row.pressure or 0.0), row.node)
 
     return sorted(rows, key=key)
 
@@ -200,6 +214,10 @@ def _cells(row: NodeRow) -> tuple[str, ...]:
     )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _totals_line(rows: Sequence[NodeRow]) -> str:
     totals = summary(rows)
     answered = totals["nodes"] - totals["unreachable"]
@@ -207,7 +225,8 @@ def _totals_line(rows: Sequence[NodeRow]) -> str:
     free = ", ".join(f"{name} {totals['free_slots'][name]}" for name in CLASSES)
     silent = f" ({totals['unreachable']} unreachable)" if totals["unreachable"] else ""
     return (
-        f"{totals['nodes']} nodes{silent}, {totals['gpus']} GPUs | nodes admitting {admitting} | "
+        f"{_count(totals['nodes'], 'node')}{silent}, {_count(totals['gpus'], 'GPU')} | "
+        f"nodes admitting {admitting} | "
         f"free slots {free}"
     )
 

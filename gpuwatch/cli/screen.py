@@ -6,6 +6,7 @@ import contextlib
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TextIO
@@ -67,3 +68,44 @@ def watching(screen: Screen) -> Iterator[None]:
         stream.flush()
         if hasattr(signal, "SIGWINCH"):
             signal.signal(signal.SIGWINCH, previous)
+
+
+def show_every(
+    screen: Screen,
+    frame: Callable[[], str],
+    *,
+    watch_s: float | None,
+    count: int | None,
+    failures: tuple[type[Exception], ...],
+) -> bool:
+    """Draw `frame()` once, or every `watch_s` seconds until `count` frames or Ctrl-C.
+
+    A failure of a later frame (one of `failures`) is shown in place of the frame on a terminal
+    and on stderr otherwise, so piped output (JSON lines) stays one document a line; the first
+    frame's failure is raised. Returns True when the last frame was drawn, False when it failed.
+    """
+    drawn = False
+    shown = 0
+    try:
+        with watching(screen):
+            while True:
+                try:
+                    text = frame()
+                except failures as exc:
+                    if shown == 0:
+                        raise
+                    drawn = False
+                    if screen.in_place:
+                        screen.draw(f"gpuwatch: {exc}")
+                    else:
+                        print(f"gpuwatch: {exc}", file=sys.stderr, flush=True)  # noqa: T201 - a CLI's stderr
+                else:
+                    drawn = True
+                    screen.draw(text)
+                shown += 1
+                if watch_s is None or (count is not None and shown >= count):
+                    break
+                time.sleep(watch_s)
+    except KeyboardInterrupt:
+        pass
+    return drawn

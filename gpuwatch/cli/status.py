@@ -24,10 +24,11 @@ from gpuwatch.cli.options import (
     source_option,
     url_option,
 )
-from gpuwatch.cli.screen import Screen, watching
+from gpuwatch.cli.screen import Screen, show_every, watching
 from gpuwatch.cli.table import render_status
 from gpuwatch.exposure.client import GpuwatchClient, GpuwatchError
 from gpuwatch.exposure.http.responses import json_bytes
+from gpuwatch.exposure.urls import redacted
 from gpuwatch.sampler.loop import Sampler
 from gpuwatch.sources.clock import SystemClock
 from gpuwatch.sources.codec import snapshot_to_dict
@@ -66,29 +67,19 @@ def _from_daemon(
     client: GpuwatchClient, first: dict[str, Any], *, as_json: bool, watch_s: float | None, count: int | None
 ) -> int:
     """Show the daemon's decision (again every `watch_s`); the exit status is `check`'s for the last one."""
-    document: dict[str, Any] | None = first
+    last, first_pending = first, True
+
+    def frame() -> str:
+        nonlocal last, first_pending
+        if first_pending:
+            first_pending = False
+        else:
+            last = client.state()
+        return _document_text(last, as_json=as_json)
+
     screen = Screen(in_place=watch_s is not None and not as_json)
-    shown = 0
-    try:
-        with watching(screen):
-            while True:
-                if document is not None:
-                    screen.draw(_document_text(document, as_json=as_json))
-                shown += 1
-                if watch_s is None or (count is not None and shown >= count):
-                    break
-                time.sleep(watch_s)
-                try:
-                    document = client.state()
-                except GpuwatchError as exc:
-                    document = None
-                    if screen.in_place:
-                        screen.draw(f"gpuwatch: {exc}")
-                    else:
-                        click.echo(f"gpuwatch: {exc}", err=True)
-    except KeyboardInterrupt:
-        pass
-    return EXIT_UNKNOWN if document is None else judge(document).status
+    drawn = show_every(screen, frame, watch_s=watch_s, count=count, failures=(GpuwatchError,))
+    return judge(last).status if drawn else EXIT_UNKNOWN
 
 
 @click.command()
@@ -156,7 +147,7 @@ def status(  # noqa: PLR0913 - one per option
             raise click.exceptions.Exit(
                 _from_daemon(client, first, as_json=as_json, watch_s=watch_s, count=count)
             )
-        banner = f"no policy ran: raw readings from {source_spec}, no gpuwatch daemon at {url}"
+        banner = f"no policy ran: raw readings from {source_spec}, no gpuwatch daemon at {redacted(url)}"
     else:
         banner = ""
     _direct(source_spec, as_json=as_json, watch_s=watch_s, count=count, timeout_s=timeout_s, banner=banner)

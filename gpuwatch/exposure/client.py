@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import http.client
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+from gpuwatch.exposure.urls import basic_auth_headers, redacted
 from gpuwatch.policy.admission import parse_priority
 from gpuwatch.sources.clock import Clock, SystemClock
 
@@ -102,6 +102,8 @@ class GpuwatchClient:
         if not timeout_s > 0 or not max_age_s >= 0:
             raise ValueError(f"timeout_s must be > 0 and max_age_s >= 0 (got {timeout_s}, {max_age_s})")
         self.url = url
+        # What messages name: the URL without its password.
+        self._shown = redacted(url)
         self.fail_open = fail_open
         self._timeout_s = timeout_s
         self._max_age_s = max_age_s
@@ -190,10 +192,10 @@ class GpuwatchClient:
     def _fetch_state(self) -> dict[str, Any]:
         answer = self._get("/v1/state")
         if answer.status != 200:
-            raise GpuwatchError(f"gpuwatch at {self.url} answered /v1/state with HTTP {answer.status}")
+            raise GpuwatchError(f"gpuwatch at {self._shown} answered /v1/state with HTTP {answer.status}")
         document = _json_object(answer.body, "/v1/state")
         if "gpus" not in document:
-            raise GpuwatchError(f"the answer from {self.url}/v1/state has no `gpus`: is that gpuwatch?")
+            raise GpuwatchError(f"the answer from {self._shown}/v1/state has no `gpus`: is that gpuwatch?")
         return document
 
     def _get(self, path: str) -> _Answer:
@@ -207,10 +209,10 @@ class GpuwatchClient:
             return _Answer(response.status, headers, body)
         except TimeoutError as exc:
             raise GpuwatchError(
-                f"gpuwatch at {self.url} did not answer within {self._timeout_s:g} s"
+                f"gpuwatch at {self._shown} did not answer within {self._timeout_s:g} s"
             ) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise GpuwatchError(f"cannot reach gpuwatch at {self.url}: {_why(exc)}") from exc
+            raise GpuwatchError(f"cannot reach gpuwatch at {self._shown}: {_why(exc)}") from exc
         finally:
             connection.close()
 
@@ -229,11 +231,8 @@ class _Target:
     def parse(cls, url: str) -> _Target:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"gpuwatch URL must look like http://HOST:PORT (got {url!r})")
-        headers = {"Accept": "application/json", "User-Agent": "gpuwatch-client"}
-        if parts.username is not None:
-            login = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-            headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+            raise ValueError(f"gpuwatch URL must look like http://HOST:PORT (got {redacted(url)!r})")
+        headers = {"Accept": "application/json", "User-Agent": "gpuwatch-client", **basic_auth_headers(parts)}
         return cls(parts.scheme == "https", parts.hostname, parts.port, parts.path.rstrip("/"), headers)
 
     def connect(self, timeout_s: float) -> http.client.HTTPConnection:

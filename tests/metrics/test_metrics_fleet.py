@@ -110,8 +110,8 @@ class TestFleetOverPrometheus:
         assert rows[-1]["error"].startswith("scrape failed: ")
         assert "connection refused" in rows[-1]["error"]
         answered = rows[:3]
-        pressures = [row["pressure"] for row in answered]
-        assert pressures == sorted(pressures, reverse=True)
+        # The fault first (HOT), then the two OK nodes by their hottest GPU: the warm one first.
+        assert [row["node"] for row in answered] == [addresses[name] for name in ("fault", "warm", "cool")]
         by_node = {row["node"]: row for row in rows}
         cool = by_node[addresses["cool"]]
         assert cool["gpus"] == 2
@@ -174,8 +174,7 @@ class TestFleetFromTheDaemons:
         assert result.returncode == 1, result.stderr
         lines = result.stdout.splitlines()
         order = [line.split()[0] for line in lines[3:8]]
-        assert order[0] == addresses["fault"]
-        assert set(order[:3]) == {addresses["cool"], addresses["warm"], addresses["fault"]}
+        assert order[:3] == [addresses[name] for name in ("fault", "warm", "cool")]
         assert set(order[3:]) == {hanging, dead}
         assert lines[1].startswith("5 nodes (2 unreachable), 4 GPUs | ")
         reasons = dict(line.split(": ", 1) for line in lines[8:])
@@ -198,7 +197,7 @@ class TestFleetFromTheDaemons:
         addresses, _, _ = nodes
         result = fleet("--targets", addresses["cool"], "--watch", "0.5", "--count", "3")
         assert result.returncode == 0, result.stderr
-        assert result.stdout.count("fleet from 1 targets") == 3
+        assert result.stdout.count("fleet from 1 target (") == 3
         assert "\x1b[" not in result.stdout
 
     @pytest.mark.parametrize(
