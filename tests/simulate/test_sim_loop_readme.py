@@ -1,4 +1,4 @@
-"""docs/simulation.md (Simulated surges) shows what `gpuwatch simulate surge` prints today."""
+"""docs/simulation.md shows what `gpuwatch simulate surge` and `viral-launch` print today."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "simulation.md"
 
 @pytest.mark.slow
 class TestReadme:
-    """The surge table in the docs is the table the shipped scenario prints (same seed, same table)."""
+    """The tables in the docs are the tables the shipped scenarios print (same seed, same table)."""
 
-    def test_surge_table_matches(self):
+    @pytest.mark.parametrize("name", ["surge", "viral-launch"])
+    def test_table_matches(self, name):
         text = PAGE.read_text(encoding="utf-8")
-        shown = re.search(r"```\w*\n\$ gpuwatch simulate surge[^\n]*\n(.*?)```", text, re.DOTALL)
-        assert shown, "docs/simulation.md: no `$ gpuwatch simulate surge` block"
-        scenario = open_scenario("surge")
+        shown = re.search(rf"```\w*\n\$ gpuwatch simulate {re.escape(name)}[^\n]*\n(.*?)```", text, re.DOTALL)
+        assert shown, f"docs/simulation.md: no `$ gpuwatch simulate {name}` block"
+        scenario = open_scenario(name)
         printed = report.render(scenario, runner.run(scenario, workers=2))
         assert shown.group(1).rstrip("\n") == printed
