@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 from collections.abc import Callable
 
 import click
@@ -15,8 +13,8 @@ from gpuwatch.cli.check import EXIT_UNKNOWN
 from gpuwatch.cli.fleet_daemons import TargetError, ask_daemons, node_name, parse_targets
 from gpuwatch.cli.fleet_prometheus import Prometheus, PrometheusError, ask_prometheus
 from gpuwatch.cli.fleet_rows import NodeRow, fleet_document, fleet_status, render_fleet
-from gpuwatch.cli.options import configure_logging, fail
-from gpuwatch.cli.screen import Screen, show_every
+from gpuwatch.cli.options import configure_logging, fail, watch_options
+from gpuwatch.cli.screen import Screen, colour_wanted, show_every
 
 # Per node (or per Prometheus query), s: a node that has not answered by then is a row saying so.
 DEFAULT_TIMEOUT_S = 2.0
@@ -27,8 +25,7 @@ SHOWN_TARGETS = 3
 def _frame(rows: list[NodeRow], source: str, *, as_json: bool) -> str:
     if as_json:
         return json.dumps(fleet_document(rows, source), separators=(",", ":"))
-    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-    return render_fleet(rows, source, colour=colour)
+    return render_fleet(rows, source, colour=colour_wanted())
 
 
 def _collector(
@@ -74,19 +71,7 @@ def _collector(
     help="Ask these daemons' /v1/state directly, in parallel: host:port[,host:port...].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON document per refresh (nodes hottest first).")
-@click.option(
-    "--watch",
-    "watch_s",
-    type=click.FloatRange(min=0.5),
-    is_flag=False,
-    flag_value=5.0,
-    default=None,
-    metavar="[SECONDS]",
-    help="Refresh every SECONDS (default 5) until interrupted.",
-)
-@click.option(
-    "--count", type=click.IntRange(min=1), default=None, help="With --watch: stop after N refreshes."
-)
+@watch_options(default_s=5.0, min_s=0.5)
 @click.option(
     "--timeout",
     "timeout_s",

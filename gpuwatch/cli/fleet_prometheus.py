@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gpuwatch.cli.check import EXIT_OK, EXIT_PROBLEM, PROBLEM_STATES
-from gpuwatch.cli.fleet_rows import CLASSES, NodeRow, WorstGpu, unreachable, worst_gpu
+from gpuwatch.cli.fleet_rows import CLASSES, NodeRow, WorstGpu, finite_or_none, unreachable, worst_gpu
 from gpuwatch.exposure.urls import basic_auth_headers, redacted
 from gpuwatch.policy.decision import ThermalState
 
@@ -112,10 +112,6 @@ def _api_error(exc: urllib.error.HTTPError) -> str:
         return f"HTTP {exc.code}"
 
 
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else value
-
-
 class _Node:
     """One instance's samples, gathered from every query's answer."""
 
@@ -129,9 +125,9 @@ class _Node:
         gpus = [
             WorstGpu(
                 index=int(gpu),
-                pressure=_finite(values.get("gpu_pressure")),
-                margin_c=_finite(values.get("gpu_margin")),
-                time_to_slowdown_s=_finite(values.get("gpu_to_slowdown")),
+                pressure=finite_or_none(values.get("gpu_pressure")),
+                margin_c=finite_or_none(values.get("gpu_margin")),
+                time_to_slowdown_s=finite_or_none(values.get("gpu_to_slowdown")),
             )
             for gpu, values in self.gpus.items()
             if gpu.isdigit()
@@ -140,12 +136,12 @@ class _Node:
         return NodeRow(
             node=instance,
             state=self.state,
-            pressure=_finite(self.values.get("pressure")),
+            pressure=finite_or_none(self.values.get("pressure")),
             slots={name: self.slots.get(name, 0) for name in CLASSES},
             admits=tuple(name for name in CLASSES if self.slots.get(name, 0) > 0),
-            gpus=int(_finite(self.values.get("gpus")) or 0),
+            gpus=int(finite_or_none(self.values.get("gpus")) or 0),
             worst=worst_gpu(gpus),
-            sample_age_s=_finite(self.values.get("age")),
+            sample_age_s=finite_or_none(self.values.get("age")),
             status=EXIT_PROBLEM if self.state in _PROBLEMS or failed else EXIT_OK,
         )
 

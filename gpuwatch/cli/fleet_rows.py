@@ -104,7 +104,7 @@ def worst_gpu(gpus: Sequence[WorstGpu]) -> WorstGpu | None:
     )
 
 
-def _finite_or_none(value: object) -> float | None:
+def finite_or_none(value: object) -> float | None:
     """A number from a JSON answer; None for null, NaN and infinities (they would break the order)."""
     if value is None:
         return None
@@ -118,9 +118,9 @@ def row_from_state(node: str, document: Mapping[str, Any]) -> NodeRow:
         gpus = [
             WorstGpu(
                 index=int(gpu["index"]),
-                pressure=_finite_or_none(gpu.get("pressure")),
-                margin_c=_finite_or_none(gpu.get("margin_c")),
-                time_to_slowdown_s=_finite_or_none(gpu.get("time_to_slowdown_s")),
+                pressure=finite_or_none(gpu.get("pressure")),
+                margin_c=finite_or_none(gpu.get("margin_c")),
+                time_to_slowdown_s=finite_or_none(gpu.get("time_to_slowdown_s")),
             )
             for gpu in document["gpus"]
         ]
@@ -129,12 +129,12 @@ def row_from_state(node: str, document: Mapping[str, Any]) -> NodeRow:
         return NodeRow(
             node=node,
             state=str(ThermalState(document["state"])),
-            pressure=_finite_or_none(document["pressure"]),
+            pressure=finite_or_none(document["pressure"]),
             slots=slots,
             admits=tuple(str(name) for name in document.get("admits") or ()),
             gpus=len(gpus),
             worst=worst_gpu(gpus),
-            sample_age_s=_finite_or_none(document.get("sample_age_s")),
+            sample_age_s=finite_or_none(document.get("sample_age_s")),
             status=judge(document).status,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -96,3 +96,24 @@ def timeout_option(function: F) -> F:
         show_default=True,
         help="Seconds to wait for gpuwatch to connect and to answer.",
     )(function)
+
+
+def watch_options(*, default_s: float, min_s: float) -> Callable[[F], F]:
+    """--watch [SECONDS] (refresh until interrupted; `default_s` when given bare) and --count N."""
+
+    def decorate(function: F) -> F:
+        counted = click.option(
+            "--count", type=click.IntRange(min=1), default=None, help="With --watch: stop after N refreshes."
+        )(function)
+        return click.option(
+            "--watch",
+            "watch_s",
+            type=click.FloatRange(min=min_s),
+            is_flag=False,
+            flag_value=default_s,
+            default=None,
+            metavar="[SECONDS]",
+            help=f"Refresh every SECONDS (default {default_s:g}) until interrupted.",
+        )(counted)
+
+    return decorate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -18,6 +19,11 @@ _LEAVE = "\x1b[?7h\x1b[?25h\x1b[?1049l"  # wrap, cursor shown, normal screen bac
 _HOME = "\x1b[H"
 _CLEAR_LINE_END = "\x1b[K"
 _CLEAR_BELOW = "\x1b[J"
+
+
+def colour_wanted() -> bool:
+    """Colours on a terminal, none when piped or when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 class Screen:

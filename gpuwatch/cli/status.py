@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from typing import Any
 
@@ -23,8 +21,9 @@ from gpuwatch.cli.options import (
     open_source_or_exit,
     source_option,
     url_option,
+    watch_options,
 )
-from gpuwatch.cli.screen import Screen, show_every, watching
+from gpuwatch.cli.screen import Screen, colour_wanted, show_every, watching
 from gpuwatch.cli.table import render_status
 from gpuwatch.exposure.client import GpuwatchClient, GpuwatchError
 from gpuwatch.exposure.http.responses import json_bytes
@@ -50,17 +49,12 @@ def _snapshot_text(snapshot: Snapshot, *, as_json: bool, now_monotonic: float, b
     return f"{banner}\n{table}" if banner else table
 
 
-def _colour() -> bool:
-    """Colours on a terminal, none when piped or when NO_COLOR is set (https://no-color.org)."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-
-
 def _document_text(document: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
         # Encoded as the daemon encodes it: the same bytes /v1/state answered (less the newline
         # the screen adds back).
         return json_bytes(document).decode().removesuffix("\n")
-    return render_daemon_state(document, colour=_colour())
+    return render_daemon_state(document, colour=colour_wanted())
 
 
 def _from_daemon(
@@ -88,19 +82,7 @@ def _from_daemon(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the daemon's /v1/state (or the snapshot) as JSON."
 )
-@click.option(
-    "--watch",
-    "watch_s",
-    type=click.FloatRange(min=0.1),
-    is_flag=False,
-    flag_value=2.0,
-    default=None,
-    metavar="[SECONDS]",
-    help="Refresh every SECONDS (default 2) until interrupted.",
-)
-@click.option(
-    "--count", type=click.IntRange(min=1), default=None, help="With --watch: stop after N refreshes."
-)
+@watch_options(default_s=2.0, min_s=0.1)
 @click.option(
     "--timeout",
     "timeout_s",
