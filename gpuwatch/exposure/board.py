@@ -6,8 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.tally import AdmissionTally
 from gpuwatch.policy.decision import NodeDecision, ThermalState
 
@@ -48,14 +48,14 @@ class Board:
         source: str,
         expiry: Expiry,
         initial: NodeDecision | None = None,
-        book: ReservationBook | None = None,
+        book: LeaseBook | None = None,
     ) -> None:
         self._source = source
         self._expiry = expiry
         self._lock = threading.Lock()
         self._observers: list[Observer] = []
         self.tally = AdmissionTally()
-        self.book = book  # admissions take their slots here; None: nothing is ever taken
+        self.book = book  # admissions take their leases here; None: nothing is ever taken
         self.current = Publication(initial or not_yet_sampled(), source, book)
 
     def observe(self, observer: Observer) -> None:
@@ -89,6 +89,9 @@ class Board:
 
     def _swap(self, publication: Publication) -> None:
         previous, self.current = self.current, publication
+        if self.book is not None:
+            # A GPU gone FAILED or UNKNOWN ends its leases: their jobs are lost with it, or not known.
+            self.book.end_out(publication.decision)
         for observer in self._observers:
             try:
                 observer(previous, publication)

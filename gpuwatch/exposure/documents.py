@@ -42,6 +42,7 @@ def gpu_document(gpu: GpuDecision, decided_at: float, taken: int = 0) -> JsonDic
         "admits": admitted_classes(slots.classes if taken else gpu.admits),
         "slots": slots.document(),
         "reserved": gpu.reserved + taken,
+        "leases": {cls.value: gpu.leases_of(cls) for cls in PriorityClass},
         "reasons": list(gpu.reasons),
         "sentence": gpu.sentence,
         "margin_c": _rounded(gpu.margin_c, 2),
@@ -60,6 +61,15 @@ def gpu_document(gpu: GpuDecision, decided_at: float, taken: int = 0) -> JsonDic
         "rejected_readings": dict(gpu.rejected_readings),
         "sample_age_s": None if gpu.sampled_at is None else _rounded(decided_at - gpu.sampled_at, 3),
     }
+
+
+def _job_plans(decision: NodeDecision) -> dict[str, JsonDict]:
+    """The duration each class's jobs are planned with (s; null: unknown) and its basis, by class."""
+    plans = {}
+    for cls in PriorityClass:
+        seconds, basis = decision.job_plan(cls)
+        plans[cls.value] = {"seconds": _rounded(seconds, 3), "basis": basis}
+    return plans
 
 
 def state_document(
@@ -93,12 +103,23 @@ def state_document(
         "reasons": list(decision.reasons),
         "sentence": decision.sentence,
         "retry_after_s_by_class": _retry_afters(decision.retry_after_by_class),
+        "expected_job_s": _job_plans(decision),
         "gpus": [gpu_document(gpu, decision.decided_at, taken.get(gpu.index, 0)) for gpu in decision.gpus],
     }
 
 
-def admission_document(admission: Admission, sequence: int, slots_left: int) -> JsonDict:
-    """An /v1/admit answer: the verdict, the GPU to use if admitted, slots left, and when to retry if not."""
+# An admission's lease: its id, and the duration planned with (s; None: unknown) and its basis.
+LeaseFields = tuple[str, float | None, str]
+
+
+def admission_document(
+    admission: Admission, sequence: int, slots_left: int, lease: LeaseFields | None = None
+) -> JsonDict:
+    """An /v1/admit answer: the verdict, the GPU and lease if admitted, slots left, when to retry if not.
+
+    `lease` is None for an answer that takes no lease (held back, or a dry run): `lease` and
+    `expected_s` are then null.
+    """
     gpu = admission.gpu
     return {
         "admitted": admission.admitted,
@@ -113,6 +134,9 @@ def admission_document(admission: Admission, sequence: int, slots_left: int) -> 
         "retry_after_s": admission.retry_after_s,
         "slots": slots_left,
         "sequence": sequence,
+        "lease": None if lease is None else lease[0],
+        "expected_s": None if lease is None else _rounded(lease[1], 3),
+        "expected_basis": None if lease is None else lease[2],
     }
 
 

@@ -1,16 +1,18 @@
-"""One decision made ready to serve: admit answers with their reservations, state, readiness, agent lines.
+"""One decision made ready to serve: admit answers with their leases, state, readiness, agent lines.
 
 Built on the sampler thread each time a decision is published; answered from on the event loop.
-Every admission takes one slot on its GPU at once in the reservation book, so requests between
-two samples are paced by the slots the decision offered, never all answered alike. An answer is
-rendered once per distinct content and kept for the life of the publication: admitted answers
-by (GPU, slots left), and held-back answers, which stay held until the next decision (slots
-taken since it only grow), in their eight jitter variants.
+Every admission is a lease that takes its slot on its GPU at once in the lease book, so requests
+between two samples are paced by the slots the decision offered, never all answered alike. An
+answer is rendered once per distinct content and kept for the life of the publication: admitted
+answers by (GPU, slots left, duration) with a stand-in for the lease id that each admission
+swaps for its own, and held-back answers, which stay held until the next decision (slots taken
+since it only grow), in their eight jitter variants.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,10 +26,18 @@ from gpuwatch.exposure.http.responses import (
     json_response,
     with_status,
 )
-from gpuwatch.exposure.reservations import ReservationBook
+from gpuwatch.exposure.leases import Held, LeaseBook
 from gpuwatch.exposure.tally import tally_slot
 from gpuwatch.policy.admission import Admission, admit
 from gpuwatch.policy.decision import NodeDecision, PriorityClass
+from gpuwatch.policy.durations import DurationBasis
+
+# Rendered in place of the lease id, which each admission swaps for its own: as long as an id
+# (leases.ID_LENGTH), so Content-Length holds.
+LEASE_STAND_IN = "gpuwatch-lease-id-here"
+_STAND_IN = LEASE_STAND_IN.encode("ascii")
+# Distinct admitted answers kept per publication; requests naming ever new durations empty it.
+_ADMITTED_ENTRIES = 1024
 
 # Denials come in this many Retry-After variants; a response picks one at random, so clients
 # told to come back do not all come back in the same second. A power of two: picked with
@@ -54,9 +64,20 @@ class AdmitAnswer:
     response: Response
     tally: int  # AdmissionTally slot to count it in
     admission: Admission
+    lease: Held | None = None  # the lease taken (admitted, not a dry run)
 
 
-def _admission_headers(admission: Admission, sequence: int, slots_left: int) -> list[tuple[str, str]]:
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """The duration an admitted job is planned with, s (None: unknown), and where it comes from."""
+
+    seconds: float | None
+    basis: str
+
+
+def _admission_headers(
+    admission: Admission, sequence: int, slots_left: int, *, leased: bool
+) -> list[tuple[str, str]]:
     headers = [
         ("X-GPUWatch-State", admission.state.value),
         ("X-GPUWatch-Pressure", f"{admission.pressure:.4f}"),
@@ -66,14 +87,29 @@ def _admission_headers(admission: Admission, sequence: int, slots_left: int) -> 
     ]
     if admission.admitted and admission.gpu is not None:
         headers.append(("X-GPUWatch-GPU", str(admission.gpu.index)))
+        if leased:
+            headers.append(("X-GPUWatch-Lease", LEASE_STAND_IN))
     if not admission.admitted and admission.retry_after_s is not None:
         headers.append(("Retry-After", str(admission.retry_after_s)))
     return headers
 
 
-def _rendered(admission: Admission, sequence: int, slots_left: int) -> Response:
-    body = json_bytes(admission_document(admission, sequence, slots_left))
-    return build_response(200, JSON, body, _admission_headers(admission, sequence, slots_left))
+def _rendered(
+    admission: Admission, sequence: int, slots_left: int, planned: Planned | None = None
+) -> Response:
+    """The answer; an admission that takes a lease carries LEASE_STAND_IN where its id goes."""
+    lease = None if planned is None else (LEASE_STAND_IN, planned.seconds, planned.basis)
+    body = json_bytes(admission_document(admission, sequence, slots_left, lease))
+    headers = _admission_headers(admission, sequence, slots_left, leased=planned is not None)
+    return build_response(200, JSON, body, headers)
+
+
+def with_lease(response: Response, lease_id: str) -> Response:
+    """An admitted answer rendered with LEASE_STAND_IN, made out to `lease_id`."""
+    lease = lease_id.encode("ascii")
+    return Response(
+        response.status, response.head.replace(_STAND_IN, lease), response.body.replace(_STAND_IN, lease)
+    )
 
 
 class Publication:
@@ -87,7 +123,7 @@ class Publication:
         self,
         decision: NodeDecision,
         source: str,
-        book: ReservationBook | None = None,
+        book: LeaseBook | None = None,
     ) -> None:
         self.decision = decision
         self._source = source
@@ -95,8 +131,10 @@ class Publication:
         self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
         # Held-back answers by (class, pinned GPU): per route, one ready AdmitAnswer per jitter
         # variant, so the commonest answer under a surge allocates nothing.
-        self._held: dict[tuple[PriorityClass, int | None], Mapping[AdmitRoute, tuple[AdmitAnswer, ...]]] = {}
-        self._admitted: dict[tuple[PriorityClass, int | None, int | None, int], Response] = {}
+        self._held: dict[
+            tuple[PriorityClass, int | None, int], Mapping[AdmitRoute, tuple[AdmitAnswer, ...]]
+        ] = {}
+        self._admitted: dict[tuple[object, ...], Response] = {}
         self._state_cache: tuple[tuple[int, ...], Response] | None = None
         self.state_body = json_bytes(state_document(decision, source, decision.admits))
         self.pressure_text = f"{min(1.0, max(0.0, decision.pressure)):.4f}"
@@ -127,7 +165,23 @@ class Publication:
             return {}
         return {index: book.total(index) - counted for index, counted in self._counted.items()}
 
-    def admit_answer(
+    def planned(self, priority: PriorityClass, expected_s: float | None) -> tuple[Planned, int]:
+        """The duration a `priority` job is planned with (the request's, capped, else its class's); its slots.
+
+        A job the request plans longer than its class's jobs takes as many slots as it lasts
+        class jobs (the slots were counted for jobs of the class's duration).
+        """
+        class_s, class_basis = self.decision.job_plan(priority)
+        if expected_s is None:
+            return Planned(class_s, class_basis), 1
+        book = self._book
+        seconds = expected_s if book is None else min(expected_s, book.config.max_job_s)
+        slots = 1
+        if book is not None and class_s is not None and seconds > class_s > 0:
+            slots = min(math.ceil(seconds / class_s - 1e-9), book.config.max_slots)
+        return Planned(seconds, str(DurationBasis.REQUEST)), slots
+
+    def admit_answer(  # noqa: PLR0913 - the request's parts, each its own parameter
         self,
         route: AdmitRoute,
         priority: PriorityClass,
@@ -135,22 +189,28 @@ class Publication:
         *,
         jitter: int = 0,
         take: bool = True,
+        expected_s: float | None = None,
     ) -> AdmitAnswer:
-        """The answer to an admit request, taking the slot when admitted and `take`.
+        """The answer to an admit request, taking a lease (and its slots) when admitted and `take`.
 
-        `jitter` picks one of the JITTER_VARIANTS Retry-After variants. Raises UnknownGpuError
-        for a GPU the node lacks.
+        `jitter` picks one of the JITTER_VARIANTS Retry-After variants; `expected_s` is the
+        duration the request says its job runs (None: its class's). Raises UnknownGpuError for
+        a GPU the node lacks.
         """
-        held = self._held.get((priority, gpu))
+        planned, cost = self.planned(priority, expected_s)
+        held = self._held.get((priority, gpu, cost))
         if held is not None:
             return held[route][jitter]
         taken = self.taken()
-        admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken)
+        admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken, cost=cost)
         if not admission.admitted:
             # Held now, held until the next decision: render every variant under every status once.
             variants = (
                 admission,
-                *(admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken) for j in JITTERS[1:]),
+                *(
+                    admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken, cost=cost)
+                    for j in JITTERS[1:]
+                ),
             )
             plain = tuple(_rendered(a, self.decision.sequence, 0) for a in variants)
             tally = tally_slot(priority, admitted=False)
@@ -158,17 +218,23 @@ class Publication:
                 route_: tuple(AdmitAnswer(with_status(r, route_.value), tally, admission) for r in plain)
                 for route_ in AdmitRoute
             }
-            self._held[priority, gpu] = by_route
+            self._held[priority, gpu, cost] = by_route
             return by_route[route][jitter]
         chosen = admission.gpu
+        lease = None
         if take and chosen is not None and self._book is not None:
-            self._book.take(chosen.index)
-        slots_left = admission.slots_left if take else admission.slots_left + 1
-        key = (priority, gpu, None if chosen is None else chosen.index, slots_left)
+            lease = self._book.take(chosen.index, priority, planned.seconds, cost)
+        slots_left = admission.slots_left if take else admission.slots_left + cost
+        leased = planned if lease is not None else None
+        key = (priority, gpu, None if chosen is None else chosen.index, slots_left, leased)
         response = self._admitted.get(key)
         if response is None:
-            response = self._admitted[key] = _rendered(admission, self.decision.sequence, slots_left)
-        return AdmitAnswer(response, tally_slot(priority, admitted=True), admission)
+            if len(self._admitted) >= _ADMITTED_ENTRIES:
+                self._admitted.clear()
+            response = self._admitted[key] = _rendered(admission, self.decision.sequence, slots_left, leased)
+        if lease is not None:
+            response = with_lease(response, lease.id)
+        return AdmitAnswer(response, tally_slot(priority, admitted=True), admission, lease)
 
     @property
     def state(self) -> Response:

@@ -60,22 +60,29 @@ def parse_priority(name: str) -> PriorityClass:
         raise UnknownPriorityError(f"unknown priority class {name!r}; valid classes: {valid}") from None
 
 
-def admit(
+def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may say
     decision: NodeDecision,
     priority: PriorityClass,
     *,
     gpu: int | None = None,
     jitter: float = 0.0,
     taken: Mapping[int, int] = NOTHING_TAKEN,
+    cost: int = 1,
 ) -> Admission:
-    """Admit or hold back one request of class `priority`, optionally pinned to GPU index `gpu`."""
+    """Admit or hold back one request of class `priority`, optionally pinned to GPU index `gpu`.
+
+    The request needs `cost` free slots on one GPU (a job planned longer than its class's jobs
+    takes as many as it lasts class jobs); the caller takes them.
+    """
     if not -1.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be in [-1, 1], got {jitter}")
     bounds = decision.retry_bounds
     pinned = None if gpu is None else _find(decision, gpu)
     frees = _frees(decision, priority, taken)
     left = sum(frees.values())
-    candidates = [g for g in decision.gpus if frees.get(g.index, 0) > 0 and (pinned is None or g is pinned)]
+    candidates = [
+        g for g in decision.gpus if frees.get(g.index, 0) >= max(1, cost) and (pinned is None or g is pinned)
+    ]
     if candidates:
         chosen = min(candidates, key=lambda g: (-frees[g.index], g.pressure, g.index))
         # Pinned, the answer speaks for that GPU; otherwise for the node, slots summed over GPUs.
@@ -86,7 +93,7 @@ def admit(
             state=about.state,
             pressure=about.pressure,
             sentence=about.sentence,
-            slots_left=(left if pinned is None else frees[chosen.index]) - 1,
+            slots_left=(left if pinned is None else frees[chosen.index]) - max(1, cost),
         )
     if not decision.gpus and priority in decision.admits and pinned is None:
         # No GPU known at all: only a node failing open admits, and it names no GPU.

@@ -105,6 +105,22 @@ class PolicyConfig:
     retry_after_min_s: float = 1.0
     retry_after_max_s: float = 120.0
     retry_after_jitter_ratio: float = 0.2
+    # Jobs end (DESIGN §2). The duration each class's jobs are planned with when no request says
+    # and too few leases of the class have been released to learn it, s (`[policy.job_seconds]`,
+    # a table by class name); a class left out is unknown until learned: its jobs are planned as
+    # lasting the whole horizon.
+    job_seconds: tuple[tuple[PriorityClass, float], ...] = ()
+    # The longest duration a request or the learning may plan a job with, s: a client's
+    # `expected_s` above it is capped, so no lease outlives it by more than its grace.
+    max_job_s: float = 600.0
+    # A lease not released ends at its expected end plus this grace: the larger of the ratio of
+    # its expected duration and the minimum, s. Until then an overdue job counts as running.
+    lease_grace_ratio: float = 0.5
+    lease_grace_min_s: float = 5.0
+
+    def job_seconds_for(self, priority: PriorityClass) -> float | None:
+        """The configured duration of `priority`'s jobs, s (None: not configured)."""
+        return next((seconds for cls, seconds in self.job_seconds if cls is priority), None)
 
     def guard_c(self, priority: PriorityClass) -> float:
         """The margin `priority` keeps over the horizon, °C (the `<class>_guard_c` setting)."""
@@ -152,6 +168,8 @@ def _convert(key: str, kind: str, value: Any) -> Any:  # noqa: ANN401 - TOML val
         if isinstance(value, list | tuple) and all(_is_int(item) for item in value):
             return tuple(value)
         raise PolicyConfigError(key, f"must be a list of whole numbers, got {value!r}")
+    if kind == "tuple[tuple[PriorityClass, float], ...]":
+        return _by_class(key, value)
     if kind == "int":
         if _is_int(value):
             return value
@@ -159,6 +177,21 @@ def _convert(key: str, kind: str, value: Any) -> Any:  # noqa: ANN401 - TOML val
     if _is_number(value):
         return float(value)
     raise PolicyConfigError(key, f"must be a number, got {value!r}")
+
+
+def _by_class(key: str, value: Any) -> tuple[tuple[PriorityClass, float], ...]:  # noqa: ANN401 - TOML
+    """A table of positive seconds by class name, in class order."""
+    if not isinstance(value, Mapping):
+        raise PolicyConfigError(
+            key, f"must be a table of seconds by class, e.g. {{default = 10}}, got {value!r}"
+        )
+    names = {cls.value: cls for cls in PriorityClass}
+    for name, seconds in value.items():
+        if name not in names:
+            raise PolicyConfigError(f"{key}.{name}", f"unknown class; valid classes: {', '.join(names)}")
+        if not _is_number(seconds) or seconds <= 0:
+            raise PolicyConfigError(f"{key}.{name}", f"must be a number of seconds > 0, got {seconds!r}")
+    return tuple((cls, float(value[cls.value])) for cls in PriorityClass if cls.value in value)
 
 
 def _is_int(value: object) -> bool:
@@ -177,8 +210,15 @@ _POSITIVE = (
     "stale_after_intervals",
     "retry_after_min_s",
     "pressure_cool_margin_c",
+    "max_job_s",
 )
-_NON_NEGATIVE = ("state_hold_s", "failed_xid_hold_s", "critical_guard_c")
+_NON_NEGATIVE = (
+    "state_hold_s",
+    "failed_xid_hold_s",
+    "critical_guard_c",
+    "lease_grace_ratio",
+    "lease_grace_min_s",
+)
 # (key, the key it must be at least): `critical` keeps at least the slots of `default`, and
 # `default` at least those of `sheddable`.
 _AT_LEAST = (

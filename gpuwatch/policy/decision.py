@@ -102,6 +102,10 @@ NO_SLOTS = Slots()
 
 
 RetryAfters = tuple[tuple[PriorityClass, float], ...]
+LeaseCounts = tuple[tuple[PriorityClass, int], ...]
+# Per class: the job duration planned with (s; None: unknown) and its basis ("learned",
+# "configured", "unknown"; durations.py).
+JobPlans = tuple[tuple[PriorityClass, float | None, str], ...]
 
 
 def retry_after_in(retry_afters: RetryAfters, priority: PriorityClass) -> float | None:
@@ -161,11 +165,17 @@ class GpuDecision:
     # Per class, seconds until it has a slot beyond those offered now (clamped): what a request
     # is told to wait when every slot has been taken since the decision.
     slot_waits: RetryAfters = ()
-    reserved: int = 0  # admitted jobs whose power the samples do not show yet
-    # The running count of admissions on this GPU the decision has counted: admissions past it
-    # (taken since) come off `slots` at once (the exposure's ReservationBook keeps the count).
+    reserved: int = 0  # open leases on this GPU (their jobs running, or still to show in the power)
+    # The running count of slots taken on this GPU that the decision has counted: slots taken
+    # past it (since) come off `slots` at once (the exposure's LeaseBook keeps the count).
     reservations_counted: int = 0
     job_power_w: float | None = None  # ΔP_job: one more job's power, W
+    leases: LeaseCounts = ()  # open leases by class
+    pending: int = 0  # of the open leases, those whose jobs the power does not show yet
+
+    def leases_of(self, priority: PriorityClass) -> int:
+        """Open leases of `priority` on this GPU."""
+        return next((count for cls, count in self.leases if cls is priority), 0)
 
     def retry_after_for(self, priority: PriorityClass) -> float | None:
         """Predicted seconds until this GPU admits `priority`; None when it does (or no estimate)."""
@@ -202,6 +212,11 @@ class NodeDecision:
     retry_after_by_class: RetryAfters = ()
     retry_bounds: RetryAfterBounds = RetryAfterBounds()
     drained: bool = False  # an operator holds the whole node back (POST /v1/drain)
+    job_plans: JobPlans = ()
+
+    def job_plan(self, priority: PriorityClass) -> tuple[float | None, str]:
+        """The duration `priority`'s jobs are planned with (s; None: unknown), and its basis."""
+        return next(((s, basis) for cls, s, basis in self.job_plans if cls is priority), (None, "unknown"))
 
     @property
     def slots(self) -> Slots:

@@ -11,10 +11,11 @@ import dataclasses
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import GpuDecision, NodeDecision, ThermalState
+from gpuwatch.policy.durations import planned
 from gpuwatch.policy.gpu import assess
+from gpuwatch.policy.leases import NO_LEASES, NO_LEDGER, Leases
 from gpuwatch.policy.node import aggregate
 from gpuwatch.policy.readings import Moment
-from gpuwatch.policy.reservations import NO_LEDGER, NO_LEDGERS, Ledgers
 from gpuwatch.policy.track import GpuTrack
 from gpuwatch.policy.verdict import as_unknown
 from gpuwatch.sources.model import Snapshot
@@ -44,20 +45,22 @@ class Policy:
         """Apply new settings (a SIGHUP reload), keeping every GPU's history and state."""
         self._config = config
 
-    def update(self, snapshot: Snapshot, ledgers: Ledgers = NO_LEDGERS) -> NodeDecision:
+    def update(self, snapshot: Snapshot, leases: Leases = NO_LEASES) -> NodeDecision:
         """The node decision for `snapshot`; GPUs no longer in it are forgotten.
 
-        `ledgers` are the admissions taken on each GPU (by index) as the exposure's book holds
-        them when the snapshot is judged: those the samples do not show yet count against the
-        GPU's slots.
+        `leases` are the open leases on each GPU (by index) and the recent releases, as the
+        exposure's book holds them when the snapshot is judged: the forecast plans with the
+        power their jobs start and stop drawing, and the classes' job durations are learned
+        from how long the released ones were held.
         """
         now = snapshot.monotonic
-        moment = Moment(now, self._config, self._interval_s)
+        plans = planned(leases.held_s, self._config)
+        moment = Moment(now, self._config, self._interval_s, plans)
         tracks: dict[str, GpuTrack] = {}
         decisions: list[GpuDecision] = []
         for sample in snapshot.gpus:
             uuid = sample.identity.uuid
-            ledger = ledgers.get(sample.identity.index, NO_LEDGER)
+            ledger = leases.gpus.get(sample.identity.index, NO_LEDGER)
             track, decision = assess(self._tracks.get(uuid, GpuTrack()), sample, ledger, moment)
             tracks[uuid] = track
             decisions.append(decision)
@@ -69,6 +72,7 @@ class Policy:
             taken_at=snapshot.taken_at,
             decided_at=now,
             sample_age_s=snapshot.age_s(now),
+            job_plans=tuple((cls, plan.seconds, str(plan.basis)) for cls, plan in plans),
         )
 
 
@@ -96,6 +100,7 @@ def expire(
         taken_at=decision.taken_at,
         decided_at=now_monotonic,
         sample_age_s=decision.sample_age_at(now_monotonic),
+        job_plans=decision.job_plans,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gpuwatch.policy.config import PolicyConfig
@@ -53,6 +53,8 @@ class Forecast:
     # The response's step response at each of offsets_s, °C per W: read for every class's slots.
     cost_c_per_w: tuple[float, ...] = ()
     headroom_w: float | None = None  # power left below the enforced limit, W (None: no limit known)
+    # The margin h seconds on at present power (the function path_c samples), °C; None: no path.
+    margin_at: Callable[[float], float] | None = None
 
 
 def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
@@ -84,9 +86,16 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     if measured is not None:
         base = _corrected(base, measured, margin_c)
     offsets = tuple(share * config.horizon_s for share in HORIZON_SHARES)
-    path = _path(
-        base, params=params, fit=fit, measured=measured, margin_c=margin_c, load=load, offsets=offsets
+    margin_at = _path(
+        base,
+        params=params,
+        fit=fit,
+        measured=measured,
+        margin_c=margin_c,
+        load=load,
+        horizon_s=config.horizon_s,
     )
+    path = tuple([margin_at(h) for h in offsets])
     headroom_w = None
     if load.power_limit_w is not None and load.power_w is not None:
         headroom_w = max(0.0, load.power_limit_w - load.power_w)
@@ -98,6 +107,7 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
         response=response,
         cost_c_per_w=step_costs(response, offsets),
         headroom_w=headroom_w,
+        margin_at=margin_at,
     )
 
 
@@ -114,28 +124,28 @@ def _path(  # noqa: PLR0913 - what each basis draws its path from
     measured: Measured | None,
     margin_c: float,
     load: Load,
-    offsets: tuple[float, ...],
-) -> tuple[float, ...]:
-    """The margin at each offset at present power: the measured trajectory, else the model, else the trend.
+    horizon_s: float,
+) -> Callable[[float], float]:
+    """The margin h seconds on at present power: the measured trajectory, else the model, else the trend.
 
     A trajectory says where the margin is heading at this power better than the model does (it is
     the model's measured error fed back); a cooling trend is never counted on before the model
-    has converged.
+    has converged, and a straight trend is held past the horizon rather than run on for ever.
     """
     if measured is not None and measured.path is not None:
-        trajectory = measured.path
-        return tuple(trajectory.margin_c(measured.now + h) if h else margin_c for h in offsets)
+        trajectory, now = measured.path, measured.now
+        return lambda h: trajectory.margin_c(now + h) if h else margin_c
     if params is not None and fit is not None and load.power_w is not None:
         # A die still answering a step down would cool a little more; when in the interval the
         # step came is unknown, so that cooling is not counted on. One still answering a step
         # up is.
         lagged_w = max(fit.lagged_power_w, load.power_w)
         along = params.path(margin_c, load.power_w, lagged_w)
-        return tuple(along(h) if h else margin_c for h in offsets)
+        return lambda h: along(h) if h else margin_c
     rate = 0.0
     if base.basis is Basis.SLOPE and base.time_to_slowdown_s and margin_c > SLOWDOWN_MARGIN_C:
         rate = (margin_c - SLOWDOWN_MARGIN_C) / base.time_to_slowdown_s
-    return tuple(margin_c - rate * h for h in offsets)
+    return lambda h: margin_c - rate * min(h, horizon_s)
 
 
 def _corrected(base: Forecast, measured: Measured, margin_c: float) -> Forecast:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from gpuwatch.policy.decision import GpuDecision
 from gpuwatch.policy.forecast import outlook
 from gpuwatch.policy.learning import learn
+from gpuwatch.policy.leases import Ledger
 from gpuwatch.policy.readings import Moment, read
-from gpuwatch.policy.reservations import Ledger
 from gpuwatch.policy.slots import headroom
 from gpuwatch.policy.states import standing
 from gpuwatch.policy.track import GpuTrack
@@ -26,6 +26,6 @@ def assess(
 ) -> tuple[GpuTrack, GpuDecision]:
     """The GPU's decision for a snapshot judged at `moment`, and its memory for the next one."""
     readings, xids = read(sample, track.xids, moment)
-    learned = learn(readings, track.model, ledger, track.shown_through)
+    learned = learn(readings, track.model, ledger, track.leases)
     stood = standing(headroom(outlook(learned)), track.shown)
-    return GpuTrack(xids, learned.model, learned.reserved.shown_through, stood.shown), decide(stood)
+    return GpuTrack(xids, learned.model, learned.leases.memory, stood.shown), decide(stood)

@@ -1,4 +1,4 @@
-"""One more job's power on a GPU (ΔP_job): configured, or learned from the power steps of jobs starting."""
+"""One more job's power on a GPU (ΔP_job): configured, or learned from jobs' steps as they start and end."""
 
 from __future__ import annotations
 
@@ -36,6 +36,13 @@ class JobPower:
         if not clocks_free or capped or rise_w < floor_w:
             return self
         return JobPower((*self.steps_w[-(KEEP_STEPS - 1) :], rise_w))
+
+    def observe_fall(self, fall_w: float, limit_w: float | None) -> JobPower:
+        """Learn from the fall one released job left (W): as good a measurement as a start's rise."""
+        floor_w = max(MIN_STEP_W, MIN_STEP_RATIO * (limit_w or 0.0))
+        if fall_w < floor_w:
+            return self
+        return JobPower((*self.steps_w[-(KEEP_STEPS - 1) :], fall_w))
 
     def estimate_w(self, limit_w: float | None, config: PolicyConfig) -> float | None:
         """ΔP_job: configured, else learned (median step), else a share of the limit; None if unknowable."""

@@ -3,7 +3,9 @@
 What the model keeps between readings is a `MarginModel`; `observe` returns the next one and,
 when the reading could not be learned from, why (screen.py's reason). A reading it drops leaves
 the fit, the crossings and ΔP_job as they were. `learn` is the stage: it also matches the GPU's
-admissions against the power steps that show them (reservations.py). Pure: no clock, no I/O.
+leases against the power steps that show their jobs starting and ending (leases.py), and learns
+ΔP_job from the fall a released job leaves as from the rise a starting one makes. Pure: no
+clock, no I/O.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from gpuwatch.policy import screen
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.dequantise import Dequantiser, held_power_w
 from gpuwatch.policy.history import Point, appended
-from gpuwatch.policy.job_power import JobPower
+from gpuwatch.policy.job_power import CAP_RATIO, JobPower
+from gpuwatch.policy.leases import LeaseMemory, Ledger, OnGpu, dropped, matched
 from gpuwatch.policy.readings import Readings
-from gpuwatch.policy.reservations import Ledger, Reserved, dropped, matched
 from gpuwatch.policy.thermal_model import RcFit
 from gpuwatch.policy.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
 from gpuwatch.policy.trajectory import fit as fit_trajectory
@@ -96,6 +98,24 @@ class MarginModel:
         before, after = self.window[-2].power_w, self.window[-1].power_w
         return None if before is None or after is None else after - before
 
+    def previous_at(self) -> float | None:
+        """When the reading before the last one learned from was taken (monotonic s; None: none)."""
+        return self.window[-2].at if len(self.window) >= 2 else None
+
+    def released(self, on_gpu: OnGpu, limit_w: float | None) -> MarginModel:
+        """The model after the fall of jobs released at the last step: ΔP_job learned from it.
+
+        Only a step with releases and no job taken in it says how much one job drew.
+        """
+        fall_w = -(self.rise_w() or 0.0)
+        if not on_gpu.released_shown or on_gpu.started_between or fall_w <= 0 or not self.clocks_free:
+            return self
+        before_w = self.window[-2].power_w
+        if limit_w is not None and before_w is not None and before_w >= CAP_RATIO * limit_w:
+            return self  # a job ending under the power cap gives back less than it would draw
+        job_power = self.job_power.observe_fall(fall_w / on_gpu.released_shown, limit_w)
+        return dataclasses.replace(self, job_power=job_power)
+
     def measured(self, at: float, margin_c: float) -> Measured:
         """What the readings show at `at` (reading `margin_c`): the trajectory, and the margin's rate.
 
@@ -168,7 +188,7 @@ class Learned:
     readings: Readings
     model: MarginModel
     problem: str | None  # why the latest reading was dropped from the model; None: it was not
-    reserved: Reserved  # the admissions still counted against the slots
+    leases: OnGpu  # the GPU's leased jobs: running, and still to show
     load: Load | None  # None: no fresh reading to judge by
     measured: Measured | None
     estimate_c: float | None  # the margin as the model tracks it (dequantised), °C
@@ -179,11 +199,11 @@ class Learned:
         return None if self.load is None else self.load.job_power_w
 
 
-def learn(readings: Readings, model: MarginModel, ledger: Ledger, shown_through: int) -> Learned:
-    """The model after `readings`, and where the GPU's admissions stand.
+def learn(readings: Readings, model: MarginModel, ledger: Ledger, memory: LeaseMemory) -> Learned:
+    """The model after `readings`, and where the GPU's leases stand.
 
-    A GPU FAILED or UNKNOWN keeps its model and drops its admissions; a reading seen before
-    (the same reading judged again) teaches nothing new.
+    A GPU FAILED or UNKNOWN keeps its model and plans nothing from its leases (the book ends
+    them); a reading seen before (the same reading judged again) teaches nothing new.
     """
     moment = readings.moment
     config = moment.config
@@ -192,18 +212,29 @@ def learn(readings: Readings, model: MarginModel, ledger: Ledger, shown_through:
     if readings.not_finite:
         model = dataclasses.replace(model, rejected=screen.counted(model.rejected, screen.NOT_A_NUMBER))
     if not readings.judged or reading is None or margin_c is None:
-        return Learned(readings, model, None, dropped(ledger), None, None, None)
+        return Learned(readings, model, None, dropped(ledger, memory), None, None, None)
     problem = None
-    rise_w = None
-    if model.learned_at is None or reading.monotonic != model.learned_at:
+    step_w = None
+    fresh = model.learned_at is None or reading.monotonic != model.learned_at
+    if fresh:
         model, problem = model.observe(reading, margin_c, moment.interval_s, config)
-        rise_w = model.rise_w() if problem is None else None
+        step_w = model.rise_w() if problem is None else None
+    job_power_w = model.job_power.estimate_w(reading.power_limit_w, config)
+    on_gpu = matched(
+        ledger,
+        memory,
+        reading_at=reading.monotonic,
+        previous_at=model.previous_at(),
+        step_w=step_w,
+        job_power_w=job_power_w,
+    )
+    if step_w is not None:
+        model = model.released(on_gpu, reading.power_limit_w)
     load = model.load(reading, config)
-    reserved = matched(ledger, shown_through, reading.monotonic, rise_w, load.job_power_w)
     if model.learned_at is None or problem is not None:
         # Judged on its own margin (a real jump towards the limit must still hold work back),
         # with nothing measured from a reading the model could not take.
-        return Learned(readings, model, problem, reserved, load, None, margin_c)
+        return Learned(readings, model, problem, on_gpu, load, None, margin_c)
     estimate_c = model.window[-1].margin_c if model.window else margin_c
     measured = model.measured(reading.monotonic, margin_c)
-    return Learned(readings, model, problem, reserved, load, measured, estimate_c)
+    return Learned(readings, model, problem, on_gpu, load, measured, estimate_c)

@@ -14,6 +14,7 @@ from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
     GpuDecision,
+    JobPlans,
     NodeDecision,
     PriorityClass,
     RetryAfterBounds,
@@ -34,6 +35,7 @@ def aggregate(  # noqa: PLR0913 - the snapshot's stamps travel with the decision
     taken_at: float,
     decided_at: float,
     sample_age_s: float | None,
+    job_plans: JobPlans = (),
 ) -> NodeDecision:
     """The node decision over `gpus`, made at monotonic time `decided_at`."""
     in_service = [g for g in gpus if g.state is not ThermalState.FAILED]
@@ -59,6 +61,7 @@ def aggregate(  # noqa: PLR0913 - the snapshot's stamps travel with the decision
         retry_bounds=RetryAfterBounds(
             config.retry_after_min_s, config.retry_after_max_s, config.retry_after_jitter_ratio
         ),
+        job_plans=job_plans,
     )
 
 

@@ -1,20 +1,23 @@
 """The slots stage: how many more jobs of each class may start on a GPU now, and when a class gets one back.
 
-A class's slots are the largest k >= 0 such that the forecast margin over the horizon, with k
-more jobs started now on top of those already reserved, stays at or above the class's guard at
-every point looked at (forecast.HORIZON_SHARES):
+A class's slots are the largest k >= 0 such that the planned margin over the horizon, with k
+more jobs of the class's expected duration started now on top of the jobs its leases plan
+(schedule.py), stays at or above the class's guard wherever it is looked at:
 
-    path(h) - min(k * ΔP_job, headroom_w) * G(h) >= guard    for every h in [0, H]
+    margin(h) - k * ΔP_job * (G(h) - G(h - d)) >= guard
 
-with path(h) the margin at present power and G(h) the model's step response (°C per W). The
-power limit caps what jobs can add: a GPU whose path stays above the guard even at its limit is
-offered `max_slots`. No class has a slot at margin <= 0, in SW or HW thermal slowdown, or at
-memory margin <= 0. Guards are ordered (critical <= default <= sheddable), so `critical` has at
-least the slots of `default`, and `default` at least those of `sheddable`.
+with margin(h) the path at present power moved by the leases' planned starts and ends, G the
+model's step response (°C per W) and d the class's expected duration (a job of unknown duration
+never ends: G(h) alone, the step every job was before leases). The power limit caps what jobs
+can add: a GPU whose path stays above the guard even at its limit is offered `max_slots`, less
+the leased jobs its power does not show yet. No class has a slot at margin <= 0, in SW or HW
+thermal slowdown, or at memory margin <= 0. Paid work keeps its precedence whatever the
+durations: `critical` has at least the slots of `default`, and `default` at least those of
+`sheddable`.
 
-A class without a slot gets one back when the margin has risen by what it lacks. Retry-After is
-the first time the forecast shows that, with one job's power gone (a running job ending: what a
-held-back GPU does next), plus one sampling interval for the samples to show it.
+A class without a slot gets one back when the schedule says so: Retry-After is the first time,
+among the leased jobs' planned ends and a ladder of waits, at which one more job of the class
+would fit, plus one sampling interval for the samples to show it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,18 @@ import math
 from dataclasses import dataclass
 
 from gpuwatch.policy import reasons
+from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NO_SLOTS, PriorityClass, Slots
+from gpuwatch.policy.durations import JobPlan, plan_of
 from gpuwatch.policy.forecast import Forecast, Outlook
+from gpuwatch.policy.leases import OnGpu
+from gpuwatch.policy.schedule import Schedule, lease_steps
 
-# Where a wait for a slot is looked for, s after now: the Retry-After range, finer near now.
+# Where a wait for a slot is looked for, s after now (besides the leased jobs' planned ends):
+# the Retry-After range, finer near now.
 WAIT_OFFSETS_S = (1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
+# A reading at or above this share of the enforced limit is held at it: its jobs would draw more.
+AT_LIMIT_RATIO = 0.97
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,35 +45,32 @@ class Headroom:
     """The slots stage's output for one GPU."""
 
     outlook: Outlook
-    capacity: Slots  # jobs that may start now if nothing were reserved: the GPU's thermal standing
-    slots: Slots  # what admission reads: the capacity less the reserved jobs
-    reserved: int
+    capacity: Slots  # jobs that may start now if no leased job were still to show: the GPU's thermal standing
+    slots: Slots  # what admission reads
+    reserved: int  # leased jobs the power does not show yet
     blocked: str | None  # the reason code that leaves no class a slot, if any
     headroom_c: float | None  # margin above the `default` guard over the horizon with one more job
     # Per class, until it has a slot beyond those offered now (for a class without: until it has one).
     waits_s: tuple[tuple[PriorityClass, float | None], ...]
+    schedule: Schedule | None = None  # the margin ahead with the leased jobs; None: nothing to plan with
+
+    def lowest_with_one_more_c(self, priority: PriorityClass) -> float | None:
+        """The lowest planned margin over the horizon with one more job of `priority`, °C."""
+        if self.schedule is None:
+            return None
+        plan = plan_of(self.outlook.learned.readings.moment.plans, priority)
+        return self.schedule.lowest_c(plan.seconds, 1)
 
 
-def extra_jobs(forecast: Forecast, job_power_w: float, guard_c: float) -> float:
-    """How many extra jobs fit over the horizon above `guard_c` (a real number; inf: the limit caps first).
-
-    Negative when even today's power leaves the path below the guard.
-    """
-    if forecast.response is None or not forecast.path_c:
-        return -math.inf
+def capped_safe(forecast: Forecast, guard_c: float) -> bool:
+    """Whether the path stays at or above `guard_c` over the horizon even at the power limit."""
     cap_w = forecast.headroom_w
-    fits = math.inf
-    capped_safe = True
-    for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True):
-        room_c = margin_c - guard_c
-        if room_c < 0:
-            return min(fits, room_c)  # the path itself falls below the guard
-        if cost_c_per_w <= 0:
-            continue
-        fits = min(fits, room_c / (cost_c_per_w * job_power_w))
-        if cap_w is None or room_c < cost_c_per_w * cap_w:
-            capped_safe = False
-    return math.inf if capped_safe else fits
+    if cap_w is None or forecast.response is None or not forecast.path_c:
+        return False
+    return all(
+        margin_c - cap_w * cost_c_per_w >= guard_c
+        for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True)
+    )
 
 
 def blocked_reason(outlook: Outlook) -> str | None:
@@ -82,14 +89,13 @@ def blocked_reason(outlook: Outlook) -> str | None:
 
 
 def headroom(outlook: Outlook) -> Headroom:
-    """The slots stage: slots, reserved jobs, the headroom for pressure and the wait for a slot, per class."""
-    moment = outlook.learned.readings.moment
-    config = moment.config
-    forecast = outlook.forecast
+    """The slots stage: slots, leased jobs still to show, headroom for pressure, waits for slots, by class."""
     learned = outlook.learned
-    reserved = learned.reserved.reserved
-    job_power_w = learned.job_power_w
     readings = learned.readings
+    moment = readings.moment
+    config = moment.config
+    on_gpu = learned.leases
+    reserved = len(on_gpu.pending)
     if not readings.judged:
         # FAILED: out. UNKNOWN: nothing to forecast from; a fresh reading is due within an
         # interval. Failing open, an UNKNOWN GPU is offered every slot.
@@ -98,34 +104,86 @@ def headroom(outlook: Outlook) -> Headroom:
         wait = None if readings.failures else moment.interval_s
         return Headroom(outlook, slots, slots, 0, None, None, tuple((cls, wait) for cls in PriorityClass))
     blocked = blocked_reason(outlook)
-    if blocked is not None or job_power_w is None or job_power_w <= 0 or not forecast.path_c:
+    schedule = _schedule(outlook, on_gpu, pending=True)
+    plans = {cls: plan_of(moment.plans, cls) for cls in PriorityClass}
+    if blocked is not None or schedule is None:
         waits = tuple(
-            (cls, _wait_s(forecast, job_power_w, config.guard_c(cls), reserved, moment.interval_s))
+            (cls, _wait_s(schedule, config.guard_c(cls), plans[cls], started=0, interval_s=moment.interval_s))
             for cls in PriorityClass
         )
-        return Headroom(outlook, NO_SLOTS, NO_SLOTS, reserved, blocked, None, waits)
-    fits = {cls: extra_jobs(forecast, job_power_w, config.guard_c(cls)) for cls in PriorityClass}
-    capacity = Slots(*(_whole(fits[cls], config.max_slots) for cls in PriorityClass))
-    # Reserved jobs come off the capped count too: a GPU the power limit keeps safe still takes
-    # at most max_slots jobs its readings do not show yet.
-    slots = capacity.less(reserved)
-    # For a class with slots: the wait for the next one once those are taken.
+        return Headroom(outlook, NO_SLOTS, NO_SLOTS, reserved, blocked, None, waits, schedule)
+    standing = _schedule(outlook, on_gpu, pending=False) if reserved else schedule
+    capacity, slots = _counted(
+        outlook.forecast, standing or schedule, schedule, plans, reserved=reserved, config=config
+    )
     waits = tuple(
         (
             cls,
-            _wait_s(forecast, job_power_w, config.guard_c(cls), reserved + slots.of(cls), moment.interval_s),
+            _wait_s(
+                schedule, config.guard_c(cls), plans[cls], started=slots.of(cls), interval_s=moment.interval_s
+            ),
         )
         for cls in PriorityClass
     )
-    return Headroom(
-        outlook,
-        capacity,
-        slots,
-        reserved,
-        None,
-        _headroom_c(forecast, job_power_w * (reserved + 1), config.default_guard_c),
-        waits,
+    default_plan = plans[PriorityClass.DEFAULT]
+    headroom_c = schedule.lowest_c(default_plan.seconds, 1) - config.default_guard_c
+    return Headroom(outlook, capacity, slots, reserved, None, headroom_c, waits, schedule)
+
+
+def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool) -> Schedule | None:
+    """The GPU's schedule with its running leased jobs (and those still to show, if `pending`)."""
+    forecast = outlook.forecast
+    learned = outlook.learned
+    job_power_w = learned.job_power_w
+    load = learned.load
+    if (
+        job_power_w is None
+        or job_power_w <= 0
+        or load is None
+        or forecast.margin_at is None
+        or forecast.response is None
+        or not forecast.path_c
+    ):
+        return None
+    limit_w = load.power_limit_w
+    at_limit = limit_w is not None and load.power_w is not None and load.power_w >= AT_LIMIT_RATIO * limit_w
+    steps = lease_steps(
+        on_gpu.running,
+        on_gpu.pending if pending else (),
+        learned.readings.moment.now,
+        job_power_w,
+        forecast.headroom_w,
+        at_limit=at_limit,
     )
+    return Schedule(forecast, steps, job_power_w)
+
+
+def _counted(  # noqa: PLR0913 - the two schedules, and what each class plans with
+    forecast: Forecast,
+    standing: Schedule,
+    schedule: Schedule,
+    plans: dict[PriorityClass, JobPlan],
+    *,
+    reserved: int,
+    config: PolicyConfig,
+) -> tuple[Slots, Slots]:
+    """Each class's capacity (without the leased jobs still to show) and slots, paid work first."""
+    most = config.max_slots
+    capacity: list[int] = []
+    slots: list[int] = []
+    for cls in PriorityClass:
+        guard_c = config.guard_c(cls)
+        if capped_safe(forecast, guard_c):
+            cap, free = most, max(0, most - reserved)
+        else:
+            duration = plans[cls].seconds
+            cap = _whole(standing.jobs_fitting(guard_c, duration), most)
+            free = cap if standing is schedule else _whole(schedule.jobs_fitting(guard_c, duration), most)
+        if capacity:
+            cap, free = min(cap, capacity[-1]), min(free, slots[-1])
+        capacity.append(cap)
+        slots.append(free)
+    return Slots(*capacity), Slots(*slots)
 
 
 def _whole(jobs: float, most: int) -> int:
@@ -135,51 +193,14 @@ def _whole(jobs: float, most: int) -> int:
     return max(0, math.floor(jobs + 1e-9))
 
 
-def lowest_margin_c(forecast: Forecast, extra_w: float) -> float | None:
-    """The lowest margin over the horizon with `extra_w` more drawn from now (capped at the limit), °C."""
-    if forecast.response is None or not forecast.path_c:
-        return None
-    added_w = extra_w if forecast.headroom_w is None else min(extra_w, forecast.headroom_w)
-    return min(
-        [
-            margin_c - added_w * cost_c_per_w
-            for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True)
-        ]
-    )
-
-
-def _headroom_c(forecast: Forecast, extra_w: float, guard_c: float) -> float | None:
-    """The lowest margin over the horizon with `extra_w` more drawn from now, less `guard_c`, °C."""
-    lowest = lowest_margin_c(forecast, extra_w)
-    return None if lowest is None else lowest - guard_c
-
-
 def _wait_s(
-    forecast: Forecast, job_power_w: float | None, guard_c: float, reserved: int, interval_s: float
+    schedule: Schedule | None, guard_c: float, plan: JobPlan, *, started: int, interval_s: float
 ) -> float | None:
-    """Seconds until a class of `guard_c` gets a slot, one job's power gone from now; None: not in 120 s."""
-    response = forecast.response
-    if response is None or not forecast.path_c or job_power_w is None or job_power_w <= 0:
+    """Seconds until one more job of `plan` fits above `guard_c`, `started` started now (None: not soon)."""
+    if schedule is None:
         return None
-    lacking_c = -(_headroom_c(forecast, job_power_w * (reserved + 1), guard_c) or 0.0)
-    if lacking_c <= 0:
-        return interval_s
-    now_c = forecast.path_c[0]
-    for wait_s in WAIT_OFFSETS_S:
-        drift_c = _path_at(forecast, wait_s) - now_c
-        if job_power_w * response.step_response_c_per_w(wait_s) + drift_c >= lacking_c:
+    ends = (at for at, change_w in schedule.steps if change_w < 0 and 0 < at < WAIT_OFFSETS_S[-1])
+    for wait_s in sorted({*WAIT_OFFSETS_S, *ends}):
+        if schedule.fits_at(wait_s, guard_c, plan.seconds, started):
             return wait_s + interval_s
     return None
-
-
-def _path_at(forecast: Forecast, seconds: float) -> float:
-    """The margin path at `seconds` (held at its last point past the horizon), °C."""
-    offsets, path = forecast.offsets_s, forecast.path_c
-    if seconds >= offsets[-1]:
-        return path[-1]
-    for (h0, m0), (h1, m1) in zip(
-        zip(offsets, path, strict=True), zip(offsets[1:], path[1:], strict=True), strict=False
-    ):
-        if h0 <= seconds <= h1:
-            return m0 + (m1 - m0) * (seconds - h0) / (h1 - h0)
-    return path[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gpuwatch.policy.learning import MarginModel
+from gpuwatch.policy.leases import LeaseMemory
 from gpuwatch.policy.readings import XidMemory
 from gpuwatch.policy.states import Shown
 
@@ -15,5 +16,5 @@ class GpuTrack:
 
     xids: XidMemory = field(default_factory=XidMemory)  # the readings stage's
     model: MarginModel = field(default_factory=MarginModel)  # the model stage's
-    shown_through: int = 0  # the model stage's: admissions numbered up to this are shown
+    leases: LeaseMemory = field(default_factory=LeaseMemory)  # the model stage's: leases shown or seen to end
     shown: Shown = field(default_factory=Shown)  # the states stage's

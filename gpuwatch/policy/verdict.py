@@ -9,6 +9,7 @@ from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
     NO_SLOTS,
     GpuDecision,
+    LeaseCounts,
     PriorityClass,
     RetryAfters,
     Slots,
@@ -16,6 +17,7 @@ from gpuwatch.policy.decision import (
     admitted_classes,
     retry_after_in,
 )
+from gpuwatch.policy.leases import OnGpu
 from gpuwatch.policy.pressure import headroom_pressure
 from gpuwatch.policy.readings import Moment, Readings
 from gpuwatch.policy.states import Standing
@@ -60,10 +62,18 @@ def decide(standing: Standing) -> GpuDecision:
         rejected_readings=learned.model.rejected,
         slots=headroom.slots,
         slot_waits=tuple((cls, clamp(wait, config)) for cls, wait in headroom.waits_s),
-        reserved=headroom.reserved,
-        reservations_counted=learned.reserved.counted,
+        reserved=learned.leases.open,
+        reservations_counted=learned.leases.counted,
         job_power_w=learned.job_power_w,
+        leases=_by_class(learned.leases),
+        pending=headroom.reserved,
     )
+
+
+def _by_class(on_gpu: OnGpu) -> LeaseCounts:
+    """Open leases by class, every class named."""
+    leases = (*on_gpu.running, *on_gpu.pending)
+    return tuple((cls, sum(1 for lease in leases if lease.priority is cls)) for cls in PriorityClass)
 
 
 def _sentence(index: int, state: ThermalState, clause: str, slots: Slots, config: PolicyConfig) -> str:
@@ -141,6 +151,8 @@ def as_unknown(
         prediction_basis="none",
         slots=slots,
         reserved=0,
+        leases=(),
+        pending=0,
     )
 
 

@@ -7,7 +7,7 @@ import math
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass, ThermalState
-from gpuwatch.policy.slots import Headroom, lowest_margin_c
+from gpuwatch.policy.slots import Headroom
 
 EFFECTS = {
     ThermalState.OK: "admitting every class",
@@ -38,9 +38,7 @@ def thermal_clause(code: str, headroom: Headroom, config: PolicyConfig) -> str:
         return f"margin {margin:g} °C; room for {room} more critical/default/sheddable jobs"
     if code in (reasons.NO_SHEDDABLE_SLOT, reasons.NO_DEFAULT_SLOT):
         priority = PriorityClass.SHEDDABLE if code == reasons.NO_SHEDDABLE_SLOT else PriorityClass.DEFAULT
-        forecast = headroom.outlook.forecast
-        job_w = headroom.outlook.learned.job_power_w or 0.0
-        lowest = lowest_margin_c(forecast, job_w)
+        lowest = headroom.lowest_with_one_more_c(priority)
         # Hundredths where tenths would read as the guard itself ("3.0 °C, under the guard of 3").
         to = "?" if lowest is None else f"{math.floor(lowest * 100) / 100:.2f}"
         return (

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.drain_store import DrainStore
 from gpuwatch.exposure.http.server import ExposureServer, WebOptions
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.listen import ListenAddress
 from gpuwatch.exposure.metrics.dcgm import dcgm_hostname
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.state_files import StateFiles
 from gpuwatch.exposure.webconfig import WebConfig, WebConfigError
 from gpuwatch.exposure.webwatch import WebSecurity
@@ -85,8 +85,8 @@ class Daemon:
         self._policy = Policy(settings.policy, settings.interval_s)
         self._policy_config = settings.policy
         self._reloader = self._make_reloader(settings)
-        # Admissions take their slots here; the policy reads it with each snapshot.
-        self.book = ReservationBook(settings.policy.horizon_s)
+        # Admissions take their leases here; the policy reads it with each snapshot.
+        self.book = LeaseBook(settings.policy)
         self.board = Board(source.spec, self._expire, book=self.book)
         self.board.observe(log_changes)
         self._frozen = False
@@ -177,7 +177,7 @@ class Daemon:
             gc.freeze()
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        decision = self._policy.update(snapshot, self.book.ledgers())
+        decision = self._policy.update(snapshot, self.book.leases())
         with self._publishing:
             self._undrained = decision
             shown = drained(decision, self._drains)
@@ -242,7 +242,7 @@ class Daemon:
 
     def _apply_policy(self, config: PolicyConfig) -> None:
         self._policy.reconfigure(config)
-        self.book.set_horizon(config.horizon_s)
+        self.book.reconfigure(config)
         self._policy_config = config
 
     def _expire(self, decision: NodeDecision, now_monotonic: float) -> NodeDecision:

@@ -65,7 +65,10 @@ def run_one(
                 controller.observe(now_s)
             if step:
                 for node in cluster.nodes:
-                    recorder.completed(node.progress(tick, now_s))
+                    done = node.progress(tick, now_s)
+                    recorder.completed(done)
+                    for completion in done:
+                        controller.ended(completion.job, now_s)
             gateway.step(now_s)
             cluster.refresh(changed_only=True)
             if sampling:

@@ -137,6 +137,9 @@ class Scenario:
     # Each GPU's R, C and power per job drawn within ±this of its SKU profile: 0.03 a fleet's
     # board-to-board spread; 0.3 physics the policy's priors were not set for.
     spread: float = 0.03
+    # Gateways release each lease when its job ends; False plays a proxy that never releases (and
+    # says no duration): leases end at their deadlines.
+    releases: bool = True
 
     @property
     def gpu_count(self) -> int:

@@ -28,6 +28,7 @@ MAX_HEADER_BYTES = 16 * 1024
 # huge single header); the slack covers the request line and the CRLFs.
 _MAX_HEAD_BYTES = MAX_TARGET_BYTES + MAX_HEADER_BYTES + 1024
 _CLASS_HEADER = b"x-gpuwatch-class"
+_EXPECTED_HEADER = b"x-gpuwatch-expected-seconds"
 _AUTHORIZATION = b"authorization"
 _ACCEPT_ENCODING = b"accept-encoding"
 _HEAD = b"HEAD"
@@ -49,10 +50,11 @@ Answer = Response | asyncio.Future[Response]
 class RequestHeaders:
     """The header fields the routes read, as sent (None: absent); one per request."""
 
-    __slots__ = ("accept_encoding", "authorization", "class_header")
+    __slots__ = ("accept_encoding", "authorization", "class_header", "expected_header")
 
     def __init__(self) -> None:
         self.class_header: bytes | None = None  # X-GPUWatch-Class
+        self.expected_header: bytes | None = None  # X-GPUWatch-Expected-Seconds
         self.authorization: bytes | None = None
         self.accept_encoding: bytes | None = None
 
@@ -211,6 +213,8 @@ class HttpProtocol(asyncio.Protocol):
             self._headers.authorization = value
         elif size == len(_ACCEPT_ENCODING) and name.lower() == _ACCEPT_ENCODING:
             self._headers.accept_encoding = value
+        elif size == len(_EXPECTED_HEADER) and name.lower() == _EXPECTED_HEADER:
+            self._headers.expected_header = value
 
     def on_headers_complete(self) -> None:
         """The head is in; any body is read and ignored (no route takes one)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import random
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import httptools
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.auth import BasicAuth, Verdict
 from gpuwatch.exposure.http.drain_route import DRAIN_PATH, DrainControl, DrainRoute
+from gpuwatch.exposure.http.lease_route import LEASES_PREFIX, RELEASE_PATH, LeaseRoute
 from gpuwatch.exposure.http.protocol import Answer, RequestHeaders
 from gpuwatch.exposure.http.responses import Response, error_response, json_response
 from gpuwatch.exposure.http.scrape import Scrapes
@@ -37,6 +39,11 @@ _T = TypeVar("_T")
 CLASS_PARAMETER = "class"
 GPU_PARAMETER = "gpu"
 DRY_RUN_PARAMETER = "dry_run"
+EXPECTED_PARAMETER = "expected_s"
+EXPECTED_HEADER = "X-GPUWatch-Expected-Seconds"
+# The longest a request may say its job runs before gpuwatch reads it as nonsense, s (a day); the
+# policy caps what it plans with at policy.max_job_s.
+EXPECTED_MOST_S = 86400.0
 # dry_run=1 asks without taking a slot; exactly these spellings say yes or no (as /openapi.json
 # lists them), anything else is refused rather than guessed at.
 DRY_RUN_YES = ("1", "true", "yes")
@@ -82,7 +89,20 @@ class AdmitQuery:
     priority: PriorityClass | None = None
     gpu: str | None = None
     dry_run: bool = False  # ask without taking a slot
+    expected_s: float | None = None  # how long the job runs, as the request says; None: not said
     error: Response | None = None
+
+
+def parse_expected(text: str, where: str) -> float | Response:
+    """A job duration a request gives, s: a positive number up to EXPECTED_MOST_S, else a 400 naming it."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= EXPECTED_MOST_S:
+        message = f"{where} must be a number of seconds in (0, {EXPECTED_MOST_S:g}], got {text!r}"
+        return error_response(400, "bad_expected_s", message)
+    return seconds
 
 
 def parse_admit_query(query: bytes, classes: ClassNames = _CANONICAL) -> AdmitQuery:
@@ -102,7 +122,18 @@ def parse_admit_query(query: bytes, classes: ClassNames = _CANONICAL) -> AdmitQu
     if dry_run not in DRY_RUN_YES and dry_run not in DRY_RUN_NO:
         message = f"dry_run must be 1 or 0 (true or false), got {dry_run!r}"
         return AdmitQuery(error=error_response(400, "bad_dry_run", message))
-    return AdmitQuery(priority=priority, gpu=values.get(GPU_PARAMETER), dry_run=dry_run in DRY_RUN_YES)
+    expected_s = None
+    if EXPECTED_PARAMETER in values:
+        parsed = parse_expected(values[EXPECTED_PARAMETER], EXPECTED_PARAMETER)
+        if isinstance(parsed, Response):
+            return AdmitQuery(error=parsed)
+        expected_s = parsed
+    return AdmitQuery(
+        priority=priority,
+        gpu=values.get(GPU_PARAMETER),
+        dry_run=dry_run in DRY_RUN_YES,
+        expected_s=expected_s,
+    )
 
 
 def _cached(cache: dict[bytes, _T], key: bytes, make: Callable[[bytes], _T]) -> _T:
@@ -152,6 +183,7 @@ class Routes:
             authenticated=lambda: auth is not None and auth.enabled,
             unknown_gpu=_unknown_gpu,
         )
+        self._leases = LeaseRoute(board)
         self._static = static
         self._telemetry_path = telemetry_path if scrapes is not None else None
         self._scrapes = scrapes
@@ -187,9 +219,13 @@ class Routes:
         if path == ENVOY_PATH or path.startswith(ENVOY_SUBPATHS):
             if method not in ENVOY_METHODS:
                 return ENVOY_METHOD_NOT_ALLOWED
-            return self._admit(AdmitRoute.ENVOY, query, headers.class_header)
+            return self._admit(AdmitRoute.ENVOY, query, headers)
         if path == DRAIN_PATH:
             return self._drain.answer(method, query)
+        if path == RELEASE_PATH:
+            return self._leases.release(method, query)
+        if path.startswith(LEASES_PREFIX):
+            return self._leases.delete(method, path)
         if method not in _ALLOWED_METHODS:
             known = (
                 path in ADMIT_PATHS
@@ -199,7 +235,7 @@ class Routes:
             return METHOD_NOT_ALLOWED if known else NOT_FOUND
         route = ADMIT_PATHS.get(path)
         if route is not None:
-            return self._admit(route, query, headers.class_header)
+            return self._admit(route, query, headers)
         if path == self._telemetry_path and self._scrapes is not None:
             return self._scrapes.answer(headers.accept_encoding)
         return self._page(path)
@@ -212,10 +248,17 @@ class Routes:
             return self._board.current.ready
         return self._static.get(path, NOT_FOUND)
 
-    def _admit(self, route: AdmitRoute, query: bytes, class_header: bytes | None) -> Response:
+    def _admit(self, route: AdmitRoute, query: bytes, headers: RequestHeaders) -> Response:
         asked = _cached(self._queries, query, self._parse_query)
         if asked.error is not None:
             return asked.error
+        class_header = headers.class_header
+        expected_s = asked.expected_s
+        if expected_s is None and headers.expected_header is not None:
+            said = parse_expected(headers.expected_header.decode("latin-1"), EXPECTED_HEADER)
+            if isinstance(said, Response):
+                return said
+            expected_s = said
         # A bad header is refused even when the query overrides it: it is wrong either way.
         from_header = None
         if class_header is not None:
@@ -232,7 +275,12 @@ class Routes:
                 return _unknown_gpu(asked.gpu, publication.decision.gpus)
         try:
             answer = publication.admit_answer(
-                route, priority, gpu, jitter=self._pick(JITTER_BITS), take=not asked.dry_run
+                route,
+                priority,
+                gpu,
+                jitter=self._pick(JITTER_BITS),
+                take=not asked.dry_run,
+                expected_s=expected_s,
             )
         except UnknownGpuError as exc:
             return error_response(404, "unknown_gpu", str(exc))

@@ -20,7 +20,9 @@ def make_controller(name: str, scenario: Scenario, cluster: Cluster, *, tick_s: 
     if name == "static":
         return StaticController(cluster, scenario.static)
     if name == "gpuwatch":
-        return GpuwatchController(cluster, scenario.policy, scenario.interval_s, seed=scenario.seed)
+        return GpuwatchController(
+            cluster, scenario.policy, scenario.interval_s, seed=scenario.seed, releases=scenario.releases
+        )
     if name == "oracle":
         return OracleController(
             cluster, scenario.oracle, scenario.events, tick_s=tick_s, interval_s=scenario.interval_s

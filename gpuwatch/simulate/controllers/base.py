@@ -35,8 +35,9 @@ Decision = Start | Hold | Full
 class Controller(Protocol):
     """One way of admitting jobs.
 
-    The gateway calls `observe` at every sampling instant, after the physics has reached it, and
-    `decide` for each job that may start (some GPU has a free slot).
+    The gateway calls `observe` at every sampling instant, after the physics has reached it,
+    `decide` for each job that may start (some GPU has a free slot), and `ended` for each job
+    that ends.
     """
 
     def observe(self, now_s: float) -> None:
@@ -45,6 +46,10 @@ class Controller(Protocol):
 
     def decide(self, job: Job, now_s: float) -> Decision:
         """Where `job` starts now, or why it waits."""
+        ...
+
+    def ended(self, job: Job, now_s: float) -> None:
+        """`job`, started by this controller, ended at `now_s`."""
         ...
 
     def levels(self) -> tuple[int, ...]:

@@ -1,23 +1,25 @@
-"""`gpuwatch`: jobs go through `gpuwatch serve`'s code: Sampler, Policy.update, expire, admit, reservations.
+"""`gpuwatch`: jobs go through `gpuwatch serve`'s code: Sampler, Policy.update, expire, admit, leases.
 
 Per node, a real `Sampler` reads the node's sim source every sampling interval on the virtual
 clock (on this thread, `read_inline`: a sim read cannot hang), and `Policy.update` turns each
-snapshot into the node's decision with the node's ReservationBook read in, as the daemon's
-sampler thread does. The gateway asks each node in order of its pressure (lowest first) with
+snapshot into the node's decision with the node's LeaseBook read in, as the daemon's sampler
+thread does. The gateway asks each node in order of its pressure (lowest first) with
 `admit(...)` for the job's class, jittered as the daemon jitters (one of its eight Retry-After
 variants, at random), with the slots taken since the decision counted; an admission takes its
-slot in the book at once, as `/v1/admit` does. The job starts on the GPU the first admission
-names. If that GPU is at the concurrency limit, the gateway asks the node again pinned to each
-GPU with a free slot, most slots first (`/v1/admit?gpu=`). Held back by every node, the job
-retries after the shortest Retry-After it was given.
+lease in the book at once, as `/v1/admit` does, planned with its class's duration on the node.
+The job starts on the GPU the first admission names. If that GPU is at the concurrency limit,
+the gateway asks the node again pinned to each GPU with a free slot, most slots first
+(`/v1/admit?gpu=`). Held back by every node, the job retries after the shortest Retry-After it
+was given. When a job ends, the gateway releases its lease (`POST /v1/release`), unless it
+plays a proxy that never does (`releases=False`): its leases then end at their deadlines.
 """
 
 from __future__ import annotations
 
 import random
 
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.publication import JITTERS
-from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.policy.admission import Admission, admit
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision, PriorityClass, ThermalState
@@ -33,8 +35,12 @@ _LEVELS = {ThermalState.OK: 0, ThermalState.ELEVATED: 1, ThermalState.HOT: 2}
 class GpuwatchController:
     """One sampler, one policy and one reservation book per node; admission exactly as `/v1/admit` does it."""
 
-    def __init__(self, cluster: Cluster, config: PolicyConfig, interval_s: float, seed: int) -> None:
+    def __init__(
+        self, cluster: Cluster, config: PolicyConfig, interval_s: float, *, seed: int, releases: bool = True
+    ) -> None:
         self._cluster = cluster
+        self._releases = releases
+        self._leases: dict[int, tuple[int, str]] = {}  # job number -> (node, lease id)
         self._config = config
         self._interval_s = interval_s
         self._rng = random.Random(seed)  # noqa: S311 - Retry-After jitter, as the daemon's
@@ -43,17 +49,23 @@ class GpuwatchController:
             for node in cluster.nodes
         ]
         self._policies = [Policy(config, interval_s) for _ in cluster.nodes]
-        self._books = [
-            ReservationBook(config.horizon_s, clock=cluster.clock.monotonic) for _ in cluster.nodes
-        ]
+        self._books = [LeaseBook(config, clock=cluster.clock.monotonic) for _ in cluster.nodes]
         self.decisions: list[NodeDecision] = []
 
     def observe(self, now_s: float) -> None:  # noqa: ARG002 - the snapshot carries its own time
         """Sample every node and decide, as the daemon does once per interval."""
         self.decisions = [
-            policy.update(sampler.sample_once(), book.ledgers())
+            policy.update(sampler.sample_once(), book.leases())
             for policy, sampler, book in zip(self._policies, self._samplers, self._books, strict=True)
         ]
+        for book, decision in zip(self._books, self.decisions, strict=True):
+            book.end_out(decision)
+
+    def ended(self, job: Job, now_s: float) -> None:  # noqa: ARG002 - the book keeps its own clock
+        """The job is over: release its lease, as a gateway does when the response has been sent."""
+        taken = self._leases.pop(job.number, None)
+        if taken is not None and self._releases:
+            self._books[taken[0]].release(taken[1])
 
     def decide(self, job: Job, now_s: float) -> Decision:
         """Ask the nodes, lowest pressure first; start where the first admission says, taking its slot."""
@@ -73,7 +85,9 @@ class GpuwatchController:
             admitted_somewhere = True
             gpu = self._gpu_for(node, decisions[node], answer, job.priority)
             if gpu is not None:
-                self._books[node].take(gpu)
+                expected_s, _ = decisions[node].job_plan(job.priority)
+                lease = self._books[node].take(gpu, job.priority, expected_s)
+                self._leases[job.number] = (node, lease.id)
                 return Start(node, gpu)
         if admitted_somewhere:
             return FULL

@@ -20,6 +20,9 @@ class NoneController:
         """Start on the least busy GPU with a free slot."""
         return least_busy(self._cluster, self._cluster.gpus()) or FULL
 
+    def ended(self, job: Job, now_s: float) -> None:
+        """Nothing to settle: it hands out nothing that a job holds."""
+
     def levels(self) -> tuple[int, ...]:
         """It never holds anything back."""
         return tuple(0 for _ in self._cluster.nodes)

@@ -82,6 +82,9 @@ class OracleController:
         peak_c = peak_temperature_c(view.physics, works, changes, self._tick_s, self._settings.horizon_s)
         return view.physics.profile.max_operating_temperature_c - self._settings.guard_c - peak_c
 
+    def ended(self, job: Job, now_s: float) -> None:
+        """Nothing to settle: it hands out nothing that a job holds."""
+
     def levels(self) -> tuple[int, ...]:
         """Per node: 0 none of its GPUs refused work this tick, 2 some did, 3 all did."""
         levels = []

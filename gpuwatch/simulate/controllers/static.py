@@ -47,6 +47,9 @@ class StaticController:
             return Hold(self._settings.poll_s)
         return least_busy(self._cluster, running) or FULL
 
+    def ended(self, job: Job, now_s: float) -> None:
+        """Nothing to settle: it hands out nothing that a job holds."""
+
     def levels(self) -> tuple[int, ...]:
         """Per node: 0 none paused, 2 some, 3 all."""
         levels = []

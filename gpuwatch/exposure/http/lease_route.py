@@ -1,0 +1,84 @@
+"""Ending a lease: `POST /v1/release?lease=ID` and `DELETE /v1/leases/ID` (DESIGN §3).
+
+200 with the GPU and how long the lease was held; 404 for a lease that is unknown or already
+ended (released, expired, or its GPU went out); 400 for an id that cannot be one gpuwatch hands
+out, naming what is wrong. Only the holder of a lease knows its id, so only it can end it.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.http.responses import Response, error_response, json_response
+from gpuwatch.exposure.leases import ID_LENGTH, Ended, well_formed
+
+RELEASE_PATH = b"/v1/release"
+LEASES_PREFIX = b"/v1/leases/"
+LEASE_PARAMETER = "lease"
+RELEASE_METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", "/v1/release answers POST", [("Allow", "POST")]
+)
+LEASE_METHOD_NOT_ALLOWED = error_response(
+    405, "method_not_allowed", "/v1/leases/{lease} answers DELETE", [("Allow", "DELETE")]
+)
+NO_LEASE = error_response(404, "unknown_lease", "no such lease is open: it is unknown, or it has ended")
+NO_BOOK = error_response(404, "unknown_lease", "this gpuwatch hands out no leases")
+
+
+class LeaseRoute:
+    """Answers the release routes from the board's lease book."""
+
+    def __init__(self, board: Board) -> None:
+        self._board = board
+
+    def release(self, method: bytes, query: bytes) -> Response:
+        """`POST /v1/release?lease=ID`."""
+        if method != b"POST":
+            return RELEASE_METHOD_NOT_ALLOWED
+        values: dict[str, str] = {}
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if name in values:
+                return error_response(400, "repeated_parameter", f"{name} is given twice")
+            values[name] = value
+        lease_id = values.get(LEASE_PARAMETER)
+        if lease_id is None:
+            return error_response(400, "missing_lease", "name the lease to release: ?lease=ID")
+        return self._ended(lease_id)
+
+    def delete(self, method: bytes, path: bytes) -> Response:
+        """`DELETE /v1/leases/ID`."""
+        if method != b"DELETE":
+            return LEASE_METHOD_NOT_ALLOWED
+        return self._ended(path[len(LEASES_PREFIX) :].decode("latin-1"))
+
+    def _ended(self, lease_id: str) -> Response:
+        if not well_formed(lease_id):
+            shown = lease_id if len(lease_id) <= 2 * ID_LENGTH else lease_id[: 2 * ID_LENGTH] + "..."
+            return error_response(
+                400,
+                "bad_lease",
+                f"lease {shown!r} is not a lease id: "
+                f"gpuwatch's are {ID_LENGTH} characters of A-Z, a-z, 0-9, - and _",
+            )
+        book = self._board.book
+        if book is None:
+            return NO_BOOK
+        ended = book.release(lease_id)
+        if ended is None:
+            return NO_LEASE
+        return json_response(200, self._document(ended))
+
+    def _document(self, ended: Ended) -> dict[str, object]:
+        held = ended.held
+        gpus = {gpu.index: gpu for gpu in self._board.current.decision.gpus}
+        gpu = gpus.get(held.gpu)
+        expected_s = held.lease.expected_s
+        return {
+            "released": True,
+            "lease": held.id,
+            "class": held.lease.priority.value,
+            "gpu": {"index": held.gpu, "uuid": None if gpu is None else gpu.uuid},
+            "held_s": round(ended.held_s, 3),
+            "expected_s": None if expected_s is None else round(expected_s, 3),
+        }

@@ -1,0 +1,143 @@
+"""The power schedule of one GPU: its margin ahead, with the jobs its leases plan to start and end.
+
+DESIGN §2, "Jobs end": the forecast's path at present power (forecast.py) moved by each step in
+power the leases plan,
+
+    margin(h) = path(h) - Σ_j δ_j · G(h - t_j)
+
+with δ_j the change in power planned t_j seconds from now (W) and G the model's step response
+(°C per W, 0 before the step). A running job's lease plans a fall of ΔP_job at its planned end;
+a lease whose job the power does not show yet plans a rise now and a fall at its end; a new job
+of a class is a pulse of ΔP_job from now until the class's expected duration. A job of unknown
+duration never ends. The enforced power limit caps the rises: at the limit more jobs draw no
+more. A GPU held at its limit hides how much its jobs would draw, so there the first job
+ending is planned to give nothing back.
+
+A pulse's cost peaks when it ends (the die and the sink both cool from then on), so the margin
+is looked at where the horizon's shares fall (forecast.HORIZON_SHARES), at each planned step and
+at the end of each job being planned. Pure: a `Schedule` remembers the margins it has worked
+out, for the slots and waits of every class to share.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from gpuwatch.policy.forecast import Forecast
+from gpuwatch.policy.leases import Lease
+
+Step = tuple[float, float]  # (seconds from now, change in power, W)
+
+
+def lease_steps(  # noqa: PLR0913 - the leases, the time, and the power they are planned in
+    running: Iterable[Lease],
+    pending: Iterable[Lease],
+    now: float,
+    job_power_w: float,
+    headroom_w: float | None,
+    *,
+    at_limit: bool,
+) -> tuple[Step, ...]:
+    """The steps in power the leases plan, capped at the enforced limit, in time order."""
+    changes: list[Step] = [(0.0, job_power_w) for _ in pending]
+    for lease in (*running, *pending):
+        # A lease past its deadline is ended by the book at the next sample; until then its job
+        # is not counted on to stop.
+        end = lease.end_at(now) - now
+        if 0 < end < math.inf:
+            changes.append((end, -job_power_w))
+    if not changes:
+        return ()
+    changes.sort()
+    cap_w = math.inf if headroom_w is None else headroom_w
+    hidden_w = job_power_w if at_limit else 0.0
+    shown_w = min(cap_w, hidden_w)
+    level_w = 0.0
+    planned_w = 0.0  # the capped level the steps so far add up to
+    steps: list[Step] = []
+    for at, change_w in changes:
+        level_w += change_w
+        step_w = min(cap_w, hidden_w + level_w) - shown_w - planned_w
+        if step_w == 0.0:
+            continue
+        planned_w += step_w
+        if steps and steps[-1][0] == at:
+            steps[-1] = (at, steps[-1][1] + step_w)
+        else:
+            steps.append((at, step_w))
+    return tuple(step for step in steps if step[1] != 0.0)
+
+
+class Schedule:
+    """One GPU's margin ahead under its leases' steps; the cost of more jobs on top, °C."""
+
+    def __init__(self, forecast: Forecast, steps: tuple[Step, ...], job_power_w: float) -> None:
+        if forecast.margin_at is None or forecast.response is None:
+            raise ValueError("a schedule needs a forecast path and a step response")
+        self._margin_at = forecast.margin_at
+        self._response = forecast.response.step_response_c_per_w
+        self._offsets = forecast.offsets_s
+        self.horizon_s = forecast.offsets_s[-1]
+        self.steps = steps
+        self.job_power_w = job_power_w
+        self._margins: dict[float, float] = {}
+
+    def _g(self, seconds: float) -> float:
+        return self._response(seconds) if seconds > 0 else 0.0
+
+    def margin_c(self, h: float) -> float:
+        """The planned margin `h` seconds from now, before any job not yet admitted, °C."""
+        found = self._margins.get(h)
+        if found is None:
+            found = self._margin_at(h) - sum([change * self._g(h - at) for at, change in self.steps])
+            self._margins[h] = found
+        return found
+
+    def pulse_c(self, h: float, start: float, duration: float | None) -> float:
+        """What one job started `start` s from now for `duration` s (None: for good) costs at `h`, °C."""
+        on = h - start
+        if on <= 0:
+            return 0.0
+        cost = self._g(on)
+        if duration is not None and on > duration:
+            cost -= self._g(on - duration)
+        return self.job_power_w * cost
+
+    def points(self, start: float, duration: float | None) -> list[float]:
+        """Where the margin is looked at for a job started `start` s from now: over one horizon from then."""
+        end = start + self.horizon_s
+        points = {start + offset for offset in self._offsets}
+        if duration is not None and duration < self.horizon_s:
+            points.add(start + duration)
+        points.update(at for at, _ in self.steps if start < at < end)
+        return sorted(points)
+
+    def jobs_fitting(self, guard_c: float, duration: float | None) -> float:
+        """How many jobs of `duration` started now keep the margin at or above `guard_c` (a real number).
+
+        Negative when the planned margin itself falls below the guard.
+        """
+        fits = math.inf
+        for h in self.points(0.0, duration):
+            room_c = self.margin_c(h) - guard_c
+            if room_c < 0:
+                return min(fits, room_c)
+            cost_c = self.pulse_c(h, 0.0, duration)
+            if cost_c > 0:
+                fits = min(fits, room_c / cost_c)
+        return fits
+
+    def lowest_c(self, duration: float | None, jobs: int) -> float:
+        """The lowest planned margin over the horizon with `jobs` more of `duration` started now, °C."""
+        return min(
+            [self.margin_c(h) - jobs * self.pulse_c(h, 0.0, duration) for h in self.points(0.0, duration)]
+        )
+
+    def fits_at(self, start: float, guard_c: float, duration: float | None, started: int) -> bool:
+        """Whether one more job may start `start` s from now, `started` of `duration` having started now."""
+        return all(
+            self.margin_c(h) - started * self.pulse_c(h, 0.0, duration) - self.pulse_c(h, start, duration)
+            >= guard_c
+            for h in self.points(start, duration)
+        )
