@@ -1,14 +1,19 @@
 """Throughput, p99 latency and freshness of `/v1/admit`, beside nginx returning a constant 200.
 
 Run: .venv/bin/python bench/admit.py [--duration 10] [--repeat 3] [--threads 2] [--pin]
-Starts `gpuwatch serve --source sim:8xH100 --interval 1` (as shipped: each admission takes a
-slot, so once the 8 GPUs' slots are taken the rest are held back until the reservations end;
-and again with max_slots = 10**6, so that every answer is an admission taking a slot) and nginx
-(Debian's nginx-light, bench/nginx-admit.conf) with one worker and with `worker_processes
-auto`, all on 127.0.0.1, and runs `wrk -t2 -c32 --latency` against each, medians over the
-repetitions. Then restarts gpuwatch at --interval 0.1 and measures how long a published
-snapshot takes to show in /v1/state (its `taken_at` to the first poll that sees its sequence),
-idle and under wrk load.
+Starts `gpuwatch serve --source sim:8xH100 --interval 1` three ways: as shipped (each admission
+takes a lease, so once the 8 GPUs' slots are taken the rest are held back until the next
+decision); with max_slots = 10**6, so that every answer is an admission taking a lease that is
+never released (each lives out its deadline); and with max_slots = 10**6 under a wrk script that
+releases every lease it is handed (admit, then `POST /v1/release?lease=`, on the same thread's
+keep-alive connections), so that answers alternate between an admission and a release. Beside
+them nginx (Debian's nginx-light, bench/nginx-admit.conf) with one worker and with
+`worker_processes auto`, and with one worker under the same wrk script (it never hands out a
+lease, so the script only pays wrk's cost of reading each answer's headers). All on 127.0.0.1,
+`wrk -t2 -c32 --latency` against each, medians over the repetitions; latencies are per answer.
+Then restarts gpuwatch at --interval 0.1 and measures how long a published snapshot takes to
+show in /v1/state (its `taken_at` to the first poll that sees its sequence), idle and under wrk
+load.
 --pin puts the servers on CPU 0 and wrk on the other CPUs, so they do not compete for a core.
 On a 2-CPU machine, wrk's two threads and the server share both CPUs and every server's p99 is
 set by that contention; `--threads 1` leaves one CPU to the server and shows its own tail.
@@ -41,11 +46,36 @@ TARGET_FRESHNESS_MS = 10.0
 FRESHNESS_INTERVAL_S = 0.1
 _MS_PER_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 _GPUWATCH = "gpuwatch serve (1 process)"
-_GPUWATCH_TAKING = "gpuwatch, each answer a slot"
-# Slots a GPU offers in the taking run: more than wrk can take in a run, so every answer is an
-# admission that takes one (the reservation book's write path), not a held-back answer.
+_GPUWATCH_TAKING = "gpuwatch, each answer a lease"
+_GPUWATCH_RELEASING = "gpuwatch, admit then release"
+# Slots a GPU offers in the taking runs: more than wrk can take in a run, so every admit answer
+# is an admission that takes a lease (the lease book's write path), not a held-back answer.
 TAKING_MAX_SLOTS = 10**6
 _NGINX_ONE = "nginx worker_processes 1"
+_NGINX_SCRIPTED = "nginx 1 worker, same wrk script"
+# wrk's Lua: each thread keeps the leases its answers carried and spends its next request on
+# releasing one, so every lease is released within a request or two of its admission, on one of
+# the thread's keep-alive connections. Against a server that hands out no lease (nginx) every
+# request is the admit request.
+RELEASE_SCRIPT = """
+local leases = {}
+local admit = wrk.format("GET", "%s")
+request = function()
+  local count = #leases
+  if count == 0 then
+    return admit
+  end
+  local lease = leases[count]
+  leases[count] = nil
+  return wrk.format("POST", "/v1/release?lease=" .. lease)
+end
+response = function(status, headers, body)
+  local lease = headers["X-GPUWatch-Lease"]
+  if lease then
+    leases[#leases + 1] = lease
+  end
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -85,17 +115,28 @@ def parse_wrk(output: str) -> WrkRun:
     return WrkRun(float(rate.group(1)), _milliseconds(latency["50"]), _milliseconds(latency["99"]))
 
 
-def wrk_command(url: str, duration_s: float, cpus: str | None, threads: int) -> list[str]:
-    """The wrk command line every row uses."""
-    command = ["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{duration_s:g}s", "--latency", url]
-    return pinned(command, cpus)
+def wrk_command(
+    url: str, duration_s: float, cpus: str | None, threads: int, script: Path | None = None
+) -> list[str]:
+    """The wrk command line every row uses (with a Lua `script`, for the releasing rows)."""
+    command = ["wrk", f"-t{threads}", f"-c{CONNECTIONS}", f"-d{duration_s:g}s", "--latency"]
+    if script is not None:
+        command += ["-s", str(script)]
+    return pinned([*command, url], cpus)
 
 
-def wrk(url: str, duration_s: float, cpus: str | None, threads: int) -> WrkRun:
+def wrk(url: str, duration_s: float, cpus: str | None, threads: int, script: Path | None = None) -> WrkRun:
     """One wrk run against `url`."""
-    command = wrk_command(url, duration_s, cpus, threads)
+    command = wrk_command(url, duration_s, cpus, threads, script)
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=duration_s + 30)
     return parse_wrk(done.stdout)
+
+
+def release_script(folder: Path) -> Path:
+    """RELEASE_SCRIPT written to `folder`, admitting at ADMIT_PATH."""
+    path = folder / "admit-release.lua"
+    path.write_text(RELEASE_SCRIPT % ADMIT_PATH)
+    return path
 
 
 def wait_listening(port: int, timeout_s: float = 15.0) -> None:
@@ -146,12 +187,14 @@ def nginx_command(port: int, workers: str, folder: Path, cpus: str | None) -> li
     return pinned([NGINX, "-c", str(path), "-p", str(folder), "-g", f"worker_processes {workers};"], cpus)
 
 
-def measure(command: list[str], port: int, args: argparse.Namespace, wrk_cpus: str | None) -> WrkRun:
+def measure(
+    command: list[str], port: int, args: argparse.Namespace, wrk_cpus: str | None, script: Path | None = None
+) -> WrkRun:
     """Median of `args.repeat` wrk runs after a 2 s warm-up."""
     url = f"http://127.0.0.1:{port}{ADMIT_PATH}"
     with running(command, port):
-        wrk(url, 2, wrk_cpus, args.threads)
-        runs = [wrk(url, args.duration, wrk_cpus, args.threads) for _ in range(args.repeat)]
+        wrk(url, 2, wrk_cpus, args.threads, script)
+        runs = [wrk(url, args.duration, wrk_cpus, args.threads, script) for _ in range(args.repeat)]
     return median_run(runs)
 
 
@@ -225,19 +268,28 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def print_table(rows: dict[str, WrkRun]) -> None:
-    """The throughput and latency table, and the verdicts on the targets."""
-    print(f"\n{'server':<32}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
+    """The throughput and latency table, and the verdicts on the targets.
+
+    Each gpuwatch row is set against nginx with one worker under the same wrk command (the
+    releasing row against nginx under the same script).
+    """
+    print(f"\n{'server':<34}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
     for name, run in rows.items():
-        print(f"{name:<32}{run.requests_per_s:>12,.0f}{run.p50_ms:>10.3f}{run.p99_ms:>10.3f}")
-    for name in (_GPUWATCH, _GPUWATCH_TAKING):
-        ours = rows[name]
-        ratio = ours.requests_per_s / rows[_NGINX_ONE].requests_per_s
+        print(f"{name:<34}{run.requests_per_s:>12,.0f}{run.p50_ms:>10.3f}{run.p99_ms:>10.3f}")
+    for name, yardstick in (
+        (_GPUWATCH, _NGINX_ONE),
+        (_GPUWATCH_TAKING, _NGINX_ONE),
+        (_GPUWATCH_RELEASING, _NGINX_SCRIPTED),
+    ):
+        ours, theirs = rows[name], rows[yardstick]
+        ratio = ours.requests_per_s / theirs.requests_per_s
         ratio_verdict = "ok" if ratio >= TARGET_THROUGHPUT_RATIO else "MISSED"
         p99_verdict = "ok" if ours.p99_ms <= TARGET_P99_MS else "MISSED"
+        print(f"\n{name} / {yardstick}: {ratio:.2f} (target >= {TARGET_THROUGHPUT_RATIO}) {ratio_verdict}")
         print(
-            f"\n{name} / nginx (1 worker): {ratio:.2f} (target >= {TARGET_THROUGHPUT_RATIO}) {ratio_verdict}"
+            f"{name} p99: {ours.p99_ms:.3f} ms, {ours.p99_ms / theirs.p99_ms:.1f}x nginx's "
+            f"(target <= {TARGET_P99_MS} ms) {p99_verdict}"
         )
-        print(f"{name} p99: {ours.p99_ms:.3f} ms (target <= {TARGET_P99_MS} ms) {p99_verdict}")
 
 
 def print_freshness(results: dict[str, list[float]]) -> None:
@@ -274,15 +326,22 @@ def main() -> None:
     )
     rows = {}
     with tempfile.TemporaryDirectory(prefix="gpuwatch-bench-") as folder:
+        script = release_script(Path(folder))
         port = free_port()
         rows[_GPUWATCH] = measure(gpuwatch_command(port, 1.0, server_cpus), port, args, wrk_cpus)
         port = free_port()
         taking = gpuwatch_command(port, 1.0, server_cpus, TAKING_MAX_SLOTS)
         rows[_GPUWATCH_TAKING] = measure(taking, port, args, wrk_cpus)
+        port = free_port()
+        releasing = gpuwatch_command(port, 1.0, server_cpus, TAKING_MAX_SLOTS)
+        rows[_GPUWATCH_RELEASING] = measure(releasing, port, args, wrk_cpus, script)
         for workers in ("1", "auto"):
             port = free_port()
             command = nginx_command(port, workers, Path(folder), server_cpus)
             rows[f"nginx worker_processes {workers}"] = measure(command, port, args, wrk_cpus)
+        port = free_port()
+        command = nginx_command(port, "1", Path(folder), server_cpus)
+        rows[_NGINX_SCRIPTED] = measure(command, port, args, wrk_cpus, script)
     print_table(rows)
     print_freshness(measure_freshness(args, server_cpus, wrk_cpus))
 

@@ -1,17 +1,21 @@
-"""DESIGN §2's quality bar in every shipped scenario, for several seeds and board spreads: `bench/targets.py`.
+"""DESIGN §2's quality bar in every shipped scenario, for several seeds, spreads and gateways.
 
-Run: .venv/bin/python bench/targets.py [--seeds 1,2,3] [--spreads 0.03,0.3] [--config FILE] [--workers N]
+Run: .venv/bin/python bench/targets.py [--seeds 1,2,3] [--spreads 0.03,0.3] [--modes release,never,told]
+                                       [--scenarios a,b] [--config FILE] [--workers N]
 
 For each shipped scenario, seed and spread (each GPU's R, C and power per job drawn within ±that
 of its SKU profile: 0.03 is a fleet's board-to-board spread, 0.3 physics the policy's priors
-were not set for), every controller runs on the same jobs. One row each: what `none` completes
-and its GPU·s of thermal slowdown; gpuwatch's thermal slowdown, its completed jobs against the
-oracle's and static's, its p95 latency against the oracle's, and in scenarios with classes its
-`critical` and `default` completions against the oracle's. Targets (issue 13): 0 GPU·s of
-slowdown, >= 95 % of the oracle's completed jobs, p95 <= 1.2x the oracle's, more than static
-(as many where static already completes all the oracle does), and where jobs come in classes
->= 99 % of the oracle's `critical` and >= 95 % of its `default`. `--config` tries a [policy]
-file, as `gpuwatch serve --config` reads it.
+were not set for), none, static and the oracle run once on the same jobs, and gpuwatch once per
+gateway mode:
+- `release`: gateways release each lease when its job ends (the quality bar: 0 GPU·s of
+  slowdown, >= 97 % of the oracle's jobs at spread 0.03 and >= 95 % wider, p95 <= 1.2x the
+  oracle's, no fewer jobs than static where static kept out of slowdown, and where jobs come in
+  classes >= 99 % of the oracle's `critical` and >= 95 % of its `default`);
+- `never`: a proxy that never releases and says no job length (0 GPU·s of slowdown);
+- `told`: a proxy that never releases, with the typical job length (the scenario's mean) in
+  policy.job_seconds (0 GPU·s of slowdown, and no fewer jobs than static where static kept out of
+  slowdown).
+One row per run and mode; `--config` tries a [policy] file, as `gpuwatch serve --config` reads it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,19 @@ import dataclasses
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.service.config_file import load_config
-from gpuwatch.simulate import report, runner
+from gpuwatch.simulate import report
+from gpuwatch.simulate.engine import run_one
 from gpuwatch.simulate.metrics import ControllerResult
+from gpuwatch.simulate.scenario import Scenario
 from gpuwatch.simulate.shipped import SHIPPED, open_scenario
+from gpuwatch.simulate.workload import draw_jobs
+
+MODES = ("release", "never", "told")
+BASELINES = ("none", "static", "oracle")
 
 
 def _share(ours: int, theirs: int) -> str:
@@ -40,54 +51,88 @@ def _class_share(ours: ControllerResult, oracle: ControllerResult, priority: Pri
     return _share(mine.completed, theirs.completed)
 
 
+def in_mode(scenario: Scenario, mode: str) -> Scenario:
+    """The scenario as a gateway of `mode` meets gpuwatch."""
+    if mode == "release":
+        return scenario
+    scenario = dataclasses.replace(scenario, releases=False)
+    if mode == "told":
+        typical = tuple((cls, scenario.jobs.work_s) for cls in PriorityClass)
+        scenario = dataclasses.replace(
+            scenario, policy=dataclasses.replace(scenario.policy, job_seconds=typical)
+        )
+    return scenario
+
+
+def _run(task: tuple[Scenario, str]) -> ControllerResult:
+    scenario, controller = task
+    jobs = draw_jobs(scenario.arrivals, scenario.duration_s, scenario.jobs, scenario.seed)
+    return run_one(scenario, controller, jobs)
+
+
 def main() -> int:
-    """Run the matrix, print a row per run and a verdict; exit 0 when every target is met."""
+    """Run the matrix, print a row per run and mode and a verdict; exit 0 when every target is met."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--spreads", default="0.03,0.3", help="comma-separated board spreads")
     parser.add_argument("--scenarios", default=",".join(SHIPPED), help="comma-separated shipped scenarios")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated of {', '.join(MODES)}")
     parser.add_argument("--config", help="a [policy] TOML file for the gpuwatch controller")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes per run")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args()
     policy = load_config(args.config) if args.config else None
-    print(
-        f"{'spread':>6} {'scenario':14} {'seed':>4} {'none done':>9} {'none slow':>9} {'slow s':>7} "
-        f"{'done':>6} {'oracle':>6} {'vs or':>6} {'static':>6} {'p95 x':>6} {'crit':>6} {'dflt':>6}  verdict"
-    )
-    missed = []
-    started = time.monotonic()
+    modes = args.modes.split(",")
+    runs = []
     for spread in (float(s) for s in args.spreads.split(",")):
         for name in args.scenarios.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
                 scenario = dataclasses.replace(open_scenario(name), seed=seed, spread=spread)
                 if policy is not None:
                     scenario = dataclasses.replace(scenario, policy=policy)
-                results = runner.run(scenario, workers=args.workers)
-                by_name = {r.controller: r for r in results}
-                ours, oracle, static = by_name["gpuwatch"], by_name["oracle"], by_name["static"]
-                unguarded = by_name["none"]
-                lines = report.targets(results)
-                failed = [
-                    line.removeprefix("gpuwatch ").removesuffix(": MISSED")
-                    for line in lines
-                    if line.endswith("MISSED")
-                ]
-                p95 = (ours.p95_latency_s or 0.0) / (oracle.p95_latency_s or 1.0)
-                print(
-                    f"{spread:6.2f} {name:14} {seed:4} {unguarded.completed:9} "
-                    f"{unguarded.slowdown_gpu_s:9.0f} {ours.slowdown_gpu_s:7.0f} {ours.completed:6} "
-                    f"{oracle.completed:6} {_share(ours.completed, oracle.completed)} {static.completed:6} "
-                    f"{p95:6.2f} {_class_share(ours, oracle, PriorityClass.CRITICAL)} "
-                    f"{_class_share(ours, oracle, PriorityClass.DEFAULT)}  "
-                    + ("met" if not failed else "MISSED: " + "; ".join(failed)),
-                    flush=True,
-                )
-                if failed:
-                    missed.append((spread, name, seed))
+                runs.append(scenario)
+    tasks = [(s, c) for s in runs for c in BASELINES] + [
+        (in_mode(s, m), "gpuwatch") for s in runs for m in modes
+    ]
+    started = time.monotonic()
+    with ProcessPoolExecutor(args.workers) as pool:
+        results = list(pool.map(_run, tasks))
+    baselines = {
+        (id(s), c): r for (s, c), r in zip(tasks[: len(runs) * len(BASELINES)], results, strict=False)
+    }
+    ours_by = iter(results[len(runs) * len(BASELINES) :])
+    print(
+        f"{'spread':>6} {'scenario':15} {'seed':>4} {'none':>5} {'slow':>5} {'static':>6} {'slow':>5} "
+        f"{'oracle':>6} {'mode':8} {'done':>6} {'vs or':>6} {'slow s':>6} {'p95 x':>6} {'crit':>6} "
+        f"{'dflt':>6}  verdict"
+    )
+    missed = []
+    for scenario in runs:
+        none, static, oracle = (baselines[id(scenario), c] for c in BASELINES)
+        for mode in modes:
+            ours = next(ours_by)
+            lines = report.targets([ours, static, oracle], in_mode(scenario, mode))
+            failed = [
+                line.removeprefix("gpuwatch ").removesuffix(": MISSED")
+                for line in lines
+                if line.endswith("MISSED")
+            ]
+            p95 = (ours.p95_latency_s or 0.0) / (oracle.p95_latency_s or 1.0)
+            print(
+                f"{scenario.spread:6.2f} {scenario.name:15} {scenario.seed:4} {none.completed:5} "
+                f"{none.slowdown_gpu_s:5.0f} {static.completed:6} {static.slowdown_gpu_s:5.0f} "
+                f"{oracle.completed:6} {mode:8} {ours.completed:6} "
+                f"{_share(ours.completed, oracle.completed)} {ours.slowdown_gpu_s:6.0f} "
+                f"{p95:6.2f} {_class_share(ours, oracle, PriorityClass.CRITICAL)} "
+                f"{_class_share(ours, oracle, PriorityClass.DEFAULT)}  "
+                + ("met" if not failed else "MISSED: " + "; ".join(failed)),
+                flush=True,
+            )
+            if failed:
+                missed.append((scenario.spread, scenario.name, scenario.seed, mode))
     wall_s = time.monotonic() - started
     print(f"\n{'PASS' if not missed else 'FAIL'}: {len(missed)} runs missed a target ({wall_s:.0f} s)")
-    for spread, name, seed in missed:
-        print(f"  spread {spread:g} {name} seed {seed}")
+    for spread, name, seed, mode in missed:
+        print(f"  spread {spread:g} {name} seed {seed} {mode}")
     return 0 if not missed else 1
 
 

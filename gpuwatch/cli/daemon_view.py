@@ -16,7 +16,7 @@ HEADERS = (
     "NAME",
     "STATE",
     "SLOTS C/D/S",
-    "RESERVED",
+    "LEASES C/D/S",
     "MARGIN",
     "PREDICTED",
     "TO SLOWDOWN",
@@ -38,6 +38,9 @@ STATE_COLOURS: Mapping[str, dict[str, Any]] = {
 # is warm enough that an operator watches it.
 RED_BELOW_C = 2.0
 YELLOW_BELOW_C = 5.0
+# Job durations from 10 s on show in whole seconds: a tenth is under 1 % of them, noise beside the
+# spread of real job lengths; shorter ones keep their tenths.
+WHOLE_SECONDS_FROM_S = 10.0
 _STATE_COLUMN = HEADERS.index("STATE")
 _MARGIN_COLUMN = HEADERS.index("MARGIN")
 
@@ -46,10 +49,11 @@ def _number(value: object, template: str) -> str:
     return MISSING if value is None else template.format(value)
 
 
-def _slots(slots: Mapping[str, int] | None) -> str:
-    if not slots:
+def _by_class(counts: Mapping[str, int] | None) -> str:
+    """Counts by class as critical/default/sheddable; '-' when the daemon gave none."""
+    if not counts:
         return MISSING
-    return "/".join(str(slots.get(name, 0)) for name, _ in CLASS_LETTERS)
+    return "/".join(str(counts.get(name, 0)) for name, _ in CLASS_LETTERS)
 
 
 def _power(gpu: Mapping[str, Any]) -> str:
@@ -72,8 +76,8 @@ def gpu_row(gpu: Mapping[str, Any]) -> tuple[str, ...]:
         str(gpu["index"]),
         str(gpu.get("name") or MISSING),
         str(gpu["state"]),
-        _slots(gpu.get("slots")),
-        _number(gpu.get("reserved"), "{}"),
+        _by_class(gpu.get("slots")),
+        _by_class(gpu.get("leases")),
         _number(gpu.get("margin_c"), "{:.1f}C"),
         _number(gpu.get("predicted_margin_c"), "{:.1f}C"),
         _number(gpu.get("time_to_slowdown_s"), "{:.0f} s"),
@@ -115,11 +119,34 @@ def node_line(document: Mapping[str, Any]) -> str:
     )
 
 
+def _seconds(seconds: float) -> str:
+    """A job duration: tenths of a second for short jobs, whole seconds from WHOLE_SECONDS_FROM_S."""
+    return f"{seconds:.1f} s" if seconds < WHOLE_SECONDS_FROM_S else f"{seconds:.0f} s"
+
+
+def plans_line(document: Mapping[str, Any]) -> str | None:
+    """The duration each class's jobs are planned with and its basis; None if the daemon does not say."""
+    plans = document.get("expected_job_s")
+    if not isinstance(plans, Mapping):
+        return None
+    parts = []
+    for name, _ in CLASS_LETTERS:
+        plan = plans.get(name) or {}
+        seconds = plan.get("seconds")
+        # Unknown: the job is planned as lasting the whole horizon.
+        duration = "?" if seconds is None else _seconds(float(seconds))
+        parts.append(f"{name} {duration} ({plan.get('basis') or 'unknown'})")
+    return "jobs planned " + ", ".join(parts)
+
+
 def render_daemon_state(document: Mapping[str, Any], *, colour: bool) -> str:
-    """The node line, a row per GPU, and the reason sentence of every GPU that is not OK."""
+    """The node line, the planned job durations, a row per GPU, and why every GPU not OK is held back."""
     gpus: list[Mapping[str, Any]] = list(document["gpus"])
     head = node_line(document)
     lines = [click.style(head, **STATE_COLOURS.get(str(document["state"]), {})) if colour else head]
+    plans = plans_line(document)
+    if plans is not None:
+        lines.append(plans)
     if gpus:
         rows = [HEADERS, *(gpu_row(gpu) for gpu in gpus)]
         lines.extend(format_table(rows, _gpu_style(gpus) if colour else None))

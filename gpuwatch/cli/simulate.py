@@ -10,6 +10,7 @@ import time
 import click
 
 from gpuwatch.cli.options import fail
+from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.metrics import ControllerResult
 from gpuwatch.simulate.scenario import Scenario
 
@@ -56,6 +57,21 @@ CONTROLLER_NAMES = ("none", "static", "gpuwatch", "oracle")
         "scenario's, 0.03]; 0.3 runs physics the policy's priors were not set for."
     ),
 )
+@click.option(
+    "--no-release",
+    "no_release",
+    is_flag=True,
+    help=(
+        "Play gateways that never release their leases and say no job duration (a proxy that only "
+        "asks): leases end at their deadlines. Default: each lease is released when its job ends."
+    ),
+)
+@click.option(
+    "--job-seconds",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Plan every class's jobs as lasting this long until durations are learned (policy.job_seconds).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of the table.")
 @click.option("--list", "list_shipped", is_flag=True, help="List the shipped scenarios and exit.")
 def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
@@ -67,7 +83,9 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     workers: int | None,
     oracle_guard_c: float | None,
     spread: float | None,
+    job_seconds: float | None,
     *,
+    no_release: bool,
     as_json: bool,
     list_shipped: bool,
 ) -> None:
@@ -94,6 +112,13 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
         )
     if spread is not None:
         chosen = dataclasses.replace(chosen, spread=spread)
+    if no_release:
+        chosen = dataclasses.replace(chosen, releases=False)
+    if job_seconds is not None:
+        policy = dataclasses.replace(
+            chosen.policy, job_seconds=tuple((cls, job_seconds) for cls in PriorityClass)
+        )
+        chosen = dataclasses.replace(chosen, policy=policy)
     controllers = controller_names or CONTROLLER_NAMES
     bar = ProgressBar()
     started = time.monotonic()

@@ -105,10 +105,12 @@ def status(  # noqa: PLR0913 - one per option
 ) -> None:
     """Show what the running gpuwatch daemon decided for every GPU, and why.
 
-    Asks the daemon at --url: the node's state, pressure and free slots by class, and per GPU its
-    state, slots (critical/default/sheddable), reserved jobs, margin, predicted margin, time to
-    slowdown, power, utilization and memory, with the reason of every GPU that is not OK. Exit
-    status as `gpuwatch check`: 0 ok or elevated, 1 hot, critical, failed or stale, 2 unknown.
+    Asks the daemon at --url: the node's state, pressure and free slots by class, the duration
+    each class's jobs are planned with and its basis (request, learned, configured, unknown), and
+    per GPU its state, slots and open leases (critical/default/sheddable), margin, predicted
+    margin, time to slowdown, power, utilization and memory, with the reason of every GPU that is
+    not OK. Exit status as `gpuwatch check`: 0 ok or elevated, 1 hot, critical, failed or stale,
+    2 unknown.
 
     With --source, or when no daemon answers (said on stderr), reads the GPUs directly instead:
     temperatures, margin, power, utilization, memory and clocks, and no policy runs. Exits 2

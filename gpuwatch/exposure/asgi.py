@@ -1,14 +1,15 @@
-"""ASGI middleware that answers 503 + Retry-After when gpuwatch sheds the request's priority class."""
+"""ASGI middleware: 503 + Retry-After while gpuwatch sheds a request's class; leases released when done."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from gpuwatch.exposure.client import AdmitResult, GpuwatchClient, GpuwatchRequestError
+from gpuwatch.exposure.client import AdmitResult, GpuwatchClient, GpuwatchRequestError, checked_duration
 from gpuwatch.policy.admission import UnknownPriorityError, parse_priority
 from gpuwatch.policy.decision import PriorityClass
 
@@ -21,6 +22,11 @@ NeedsGpu = Callable[[Scope], bool]
 
 # Where the admission answer goes for the app: `request.state.gpuwatch` in Starlette/FastAPI.
 STATE_KEY = "gpuwatch"
+# The messages after which the server has the whole response: the last body part, or a file sent whole.
+_BODY = "http.response.body"
+_PATHSEND = "http.response.pathsend"
+
+log = logging.getLogger(__name__)
 
 
 class GpuwatchAdmission:
@@ -31,9 +37,14 @@ class GpuwatchAdmission:
     `x-priority-class`), else `default_class`; set that header in a trusted layer (gateway, auth
     middleware), as a client that sets its own can claim `critical`. `paths` (URL path prefixes)
     or `needs_gpu` (a predicate on the ASGI scope) picks the requests that need a GPU; without
-    either, every HTTP request does. Admitted requests reach the app with the AdmitResult (which
-    names the GPU to use) in `scope["state"]["gpuwatch"]`. Lifespan and websocket scopes pass
-    through untouched. Needs an asyncio event loop (uvicorn, hypercorn's asyncio worker).
+    either, every HTTP request does. `expected_s`: how long the GPU work of one request runs, s
+    (None: gpuwatch plans with what it learned or was configured with). Admitted requests reach
+    the app with the AdmitResult (which names the GPU to use, and the lease) in
+    `scope["state"]["gpuwatch"]`. The lease is released as soon as the response has been sent
+    (its last body part), the client has gone (`http.disconnect`), or the app has raised or
+    returned, whichever comes first, so the slot comes back when the job ends, not at its
+    deadline. Lifespan and websocket scopes pass through untouched. Needs an asyncio event loop
+    (uvicorn, hypercorn's asyncio worker).
     """
 
     def __init__(  # noqa: PLR0913 -- every option is keyword-only and has a default
@@ -47,9 +58,14 @@ class GpuwatchAdmission:
         default_class: str = PriorityClass.DEFAULT,
         paths: Iterable[str] | None = None,
         needs_gpu: NeedsGpu | None = None,
+        expected_s: float | None = None,
     ) -> None:
         self._app = app
         self._client = _client_from(client, url, fail_open=fail_open)
+        try:
+            self._expected_s = checked_duration(expected_s)
+        except GpuwatchRequestError as exc:
+            raise ValueError(str(exc)) from None
         self._class_header = class_header.lower().encode("latin-1")
         try:
             self._default_class = parse_priority(default_class).value
@@ -71,14 +87,34 @@ class GpuwatchAdmission:
         if not result.admitted:
             await _respond_held_back(send, result, priority)
             return
-        await self._app(_with_admission(scope, result), receive, send)
+        if result.lease is None:  # a fallback (fail_open) or a gpuwatch that hands out no leases
+            await self._app(_with_admission(scope, result), receive, send)
+            return
+        ending = _LeaseEnd(self._client, result.lease)
+
+        async def receive_watching() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                ending.start()
+            return message
+
+        async def send_watching(message: Message) -> None:
+            await send(message)
+            if _is_last(message):
+                ending.start()
+
+        try:
+            await self._app(_with_admission(scope, result), receive_watching, send_watching)
+        finally:
+            await ending.finish()
 
     async def _admit(self, priority: str) -> AdmitResult:
         """The client's answer: from its cache at once, else from a worker thread (it blocks on I/O)."""
-        cached = self._client.admit_cached(priority)
+        expected_s = self._expected_s
+        cached = self._client.admit_cached(priority, expected_s=expected_s)
         if cached is not None:
             return cached
-        return await asyncio.to_thread(self._client.admit, priority)
+        return await asyncio.to_thread(self._client.admit, priority, expected_s=expected_s)
 
     def _class_of(self, scope: Scope) -> str:
         """The request's class header as sent, else the default class."""
@@ -86,6 +122,39 @@ class GpuwatchAdmission:
             if name == self._class_header:
                 return str(value.decode("latin-1"))
         return self._default_class
+
+
+class _LeaseEnd:
+    """Releases one lease once, in a worker thread (the client blocks on I/O), when the request is over."""
+
+    def __init__(self, client: GpuwatchClient, lease: str) -> None:
+        self._client = client
+        self._lease = lease
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin the release, unless it has begun: the response went out, or the client left."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._release))
+
+    async def finish(self) -> None:
+        """Begin the release if nothing did, and wait for it, so the request ends with its lease."""
+        self.start()
+        if self._task is not None:
+            # Shielded: a request cancelled now still releases (the thread runs to the end anyway).
+            await asyncio.shield(self._task)
+
+    def _release(self) -> None:
+        try:
+            self._client.release(self._lease)  # logs what it could not do; the deadline ends it then
+        except GpuwatchRequestError as exc:
+            log.error("gpuwatch refused to release lease %s: %s", self._lease, exc)  # noqa: TRY400 - its answer says it all
+
+
+def _is_last(message: Message) -> bool:
+    """Whether the server has the whole response once `message` is sent."""
+    kind = message["type"]
+    return (kind == _BODY and not message.get("more_body", False)) or kind == _PATHSEND
 
 
 def _client_from(client: GpuwatchClient | None, url: str | None, *, fail_open: bool | None) -> GpuwatchClient:

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from gpuwatch.exposure.leases import LeaseBook
+from gpuwatch.exposure.leases import OUT, LeaseBook
 from gpuwatch.exposure.publication import Publication
 from gpuwatch.exposure.tally import AdmissionTally
 from gpuwatch.policy.decision import NodeDecision, ThermalState
@@ -91,7 +91,10 @@ class Board:
         previous, self.current = self.current, publication
         if self.book is not None:
             # A GPU gone FAILED or UNKNOWN ends its leases: their jobs are lost with it, or not known.
-            self.book.end_out(publication.decision)
+            ended = self.book.end_out(publication.decision)
+            if ended:
+                out = [str(gpu.index) for gpu in publication.decision.gpus if gpu.state in OUT]
+                log.warning("%d open lease(s) ended: GPU %s went FAILED or UNKNOWN", ended, ", ".join(out))
         for observer in self._observers:
             try:
                 observer(previous, publication)

@@ -5,10 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from gpuwatch import __version__
-from gpuwatch.exposure.http.routes import DRY_RUN_NO, DRY_RUN_YES, ENVOY_METHODS, GPU_NAME_PATTERN
+from gpuwatch.exposure.http.routes import (
+    DRY_RUN_NO,
+    DRY_RUN_YES,
+    DURATION_PATTERN,
+    ENVOY_METHODS,
+    EXPECTED_HEADER,
+    EXPECTED_PARAMETER,
+    GPU_NAME_PATTERN,
+)
+from gpuwatch.exposure.leases import ENDINGS, ID_LENGTH, ID_PATTERN
 from gpuwatch.policy.classes import ClassNames
 from gpuwatch.policy.decision import PriorityClass, ThermalState
 from gpuwatch.policy.drain import MAX_REASON_CHARS
+from gpuwatch.policy.durations import DurationBasis
 
 Json = dict[str, Any]
 
@@ -21,6 +31,23 @@ _SLOTS: Json = {
     "description": (
         "Jobs of each class that may start now (the slots less the admissions taken since the sample)."
     ),
+    "required": _CLASSES,
+    "properties": {name: {"type": "integer", "minimum": 0} for name in _CLASSES},
+    "additionalProperties": False,
+}
+_SECONDS: Json = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "description": "Seconds: a positive decimal number, e.g. 10, 2.5 or 1e-3.",
+}
+_BASES = [basis.value for basis in DurationBasis]
+_LEASE_ID: Json = {
+    "type": "string",
+    "pattern": ID_PATTERN,
+    "description": f"A lease id: {ID_LENGTH} URL-safe characters from 128 random bits, opaque.",
+}
+_BY_CLASS_COUNT: Json = {
+    "type": "object",
     "required": _CLASSES,
     "properties": {name: {"type": "integer", "minimum": 0} for name in _CLASSES},
     "additionalProperties": False,
@@ -75,8 +102,13 @@ def _gpu_schema() -> Json:
             "type": "integer",
             "minimum": 0,
             "description": (
-                "Admitted jobs whose power the samples do not show yet, counted against the slots."
+                "Slots held against this GPU: its open leases at the decision plus the slots "
+                "taken since (kept for clients that read it before leases)."
             ),
+        },
+        "leases": {
+            **_BY_CLASS_COUNT,
+            "description": "Open leases on this GPU at the decision, by class.",
         },
         "reasons": {"type": "array", "items": {"type": "string"}},
         "sentence": {"type": "string"},
@@ -116,9 +148,35 @@ def _state_schema() -> Json:
         "reasons": {"type": "array", "items": {"type": "string"}},
         "sentence": {"type": "string"},
         "retry_after_s_by_class": _RETRY_AFTERS,
+        "expected_job_s": _job_plans_schema(),
         "gpus": {"type": "array", "items": _ref("schemas", "Gpu")},
     }
     return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _job_plans_schema() -> Json:
+    plan = {
+        "type": "object",
+        "required": ["seconds", "basis"],
+        "properties": {
+            "seconds": {
+                **_NUMBER_OR_NULL,
+                "description": "The duration planned with, s; null: unknown (a job lasts the horizon).",
+            },
+            "basis": {"type": "string", "enum": [b for b in _BASES if b != DurationBasis.REQUEST]},
+        },
+    }
+    return {
+        "type": "object",
+        "description": (
+            "Per class, the duration a job that says none is planned with and where it comes from: "
+            "learned (a high quantile of the recent released leases), configured "
+            "(policy.job_seconds), or unknown."
+        ),
+        "required": _CLASSES,
+        "properties": dict.fromkeys(_CLASSES, plan),
+        "additionalProperties": False,
+    }
 
 
 def _admission_schema() -> Json:
@@ -141,6 +199,39 @@ def _admission_schema() -> Json:
             "description": "Slots left for the class after this answer: the pinned GPU's, else the node's.",
         },
         "sequence": {"type": "integer"},
+        "lease": {
+            "oneOf": [_LEASE_ID, {"type": "null"}],
+            "description": (
+                "The lease this admission took: release it when the job ends (POST /v1/release). "
+                "Null when held back or asked with dry_run."
+            ),
+        },
+        "expected_s": {
+            **_NUMBER_OR_NULL,
+            "description": "The duration the lease was planned with, s; null: unknown, or no lease.",
+        },
+        "expected_basis": {
+            "type": ["string", "null"],
+            "enum": [*_BASES, None],
+            "description": "Where expected_s comes from; null without a lease.",
+        },
+    }
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+def _release_schema() -> Json:
+    gpu = {
+        "type": "object",
+        "required": ["index", "uuid"],
+        "properties": {"index": {"type": "integer"}, "uuid": {"type": ["string", "null"]}},
+    }
+    properties: Json = {
+        "released": {"type": "boolean", "const": True},
+        "lease": _LEASE_ID,
+        "class": {"type": "string", "enum": _CLASSES},
+        "gpu": {**gpu, "description": "The GPU the lease was on."},
+        "held_s": {"type": "number", "minimum": 0, "description": "How long the lease was held, s."},
+        "expected_s": {**_NUMBER_OR_NULL, "description": "The duration it was planned with, s."},
     }
     return {"type": "object", "required": list(properties), "properties": properties}
 
@@ -152,6 +243,7 @@ def _components(classes: ClassNames) -> Json:
             "State": _state_schema(),
             "Gpu": _gpu_schema(),
             "Admission": _admission_schema(),
+            "Release": _release_schema(),
             "Readiness": {
                 "type": "object",
                 "required": ["ready", "state", "sentence", "sequence"],
@@ -256,6 +348,36 @@ def _parameters(classes: ClassNames) -> Json:
             "description": "Priority class (or an alias of one), when the query names none.",
             "schema": {"type": "string", "enum": names},
         },
+        "expected": {
+            "name": EXPECTED_PARAMETER,
+            "in": "query",
+            "description": (
+                "How long the job runs, s: its lease is planned with it (capped by policy.max_job_s) "
+                "and ends at that plus a grace if not released. Overrides the header. Default: the "
+                "class's learned or configured duration, else unknown (the lease lasts the horizon)."
+            ),
+            "schema": _SECONDS,
+        },
+        "expectedHeader": {
+            "name": EXPECTED_HEADER,
+            "in": "header",
+            "description": f"The same as {EXPECTED_PARAMETER}, for proxies; refused when malformed.",
+            "schema": _SECONDS,
+        },
+        "lease": {
+            "name": "lease",
+            "in": "query",
+            "required": True,
+            "description": "The lease to end: the id its admission answered with.",
+            "schema": _LEASE_ID,
+        },
+        "leasePath": {
+            "name": "lease",
+            "in": "path",
+            "required": True,
+            "description": "The lease to end: the id its admission answered with.",
+            "schema": _LEASE_ID,
+        },
     }
 
 
@@ -270,6 +392,11 @@ def _response_headers() -> Json:
             {"type": "integer", "minimum": 0},
         ),
         "X-GPUWatch-GPU": _header("Index of the GPU to use; only when admitted.", {"type": "integer"}),
+        "X-GPUWatch-Lease": _header(
+            "The lease the admission took (not with dry_run): release it when the job ends, or "
+            "pass it upstream to the application that will.",
+            _LEASE_ID,
+        ),
         "X-GPUWatch-Sequence": _header("Sequence of the snapshot decided on.", {"type": "integer"}),
         "Retry-After": _header("Whole seconds (1-120, jittered) until asking again.", {"type": "integer"}),
     }
@@ -290,15 +417,30 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
                 _ref("parameters", "class"),
                 _ref("parameters", "gpu"),
                 _ref("parameters", "dryRun"),
+                _ref("parameters", "expected"),
                 _ref("parameters", "classHeader"),
+                _ref("parameters", "expectedHeader"),
             ],
             "responses": {
                 "200": {
                     "description": (
-                        "Admitted: one slot is taken (unless dry_run); start the job on the GPU named."
+                        "Admitted: a lease is taken on the GPU named (unless dry_run); start the job "
+                        "there and release the lease when it ends."
                     ),
-                    "headers": {**admit_headers, **_headers("X-GPUWatch-GPU")},
+                    "headers": {**admit_headers, **_headers("X-GPUWatch-GPU", "X-GPUWatch-Lease")},
                     "content": _json_content("Admission"),
+                    "links": {
+                        "Release": {
+                            "operationId": "release",
+                            "parameters": {"lease": "$response.body#/lease"},
+                            "description": "End the lease when the job ends.",
+                        },
+                        "EndLease": {
+                            "operationId": "endLease",
+                            "parameters": {"lease": "$response.body#/lease"},
+                            "description": "The same, as DELETE.",
+                        },
+                    },
                 },
                 deny_status: {
                     "description": deny_about,
@@ -306,7 +448,10 @@ def _admit_operation(summary: str, deny_status: str, deny_about: str) -> Json:
                     "content": _json_content("Admission"),
                 },
                 "400": {
-                    "description": "Unknown class, a malformed gpu, or a dry_run that is not 1 or 0.",
+                    "description": (
+                        "Unknown class, a malformed gpu, a dry_run that is not 1 or 0, an expected_s "
+                        "(or its header) that is not a number of seconds, or a repeated parameter."
+                    ),
                     "content": _json_content("Error"),
                 },
                 "404": {"description": "This node has no such GPU.", "content": _json_content("Error")},
@@ -341,6 +486,55 @@ def _any_method(path_item: Json) -> Json:
     return dict.fromkeys(_EVERY_METHOD, path_item["get"])
 
 
+def _release_responses() -> Json:
+    return {
+        "200": {
+            "description": "The lease ended: its slot is free for the next decision.",
+            "content": _json_content("Release"),
+        },
+        "400": {
+            "description": (
+                "No lease named (missing_lease), an id that cannot be one gpuwatch hands out "
+                "(bad_lease), or a repeated parameter."
+            ),
+            "content": _json_content("Error"),
+        },
+        "404": {
+            "description": (
+                "No such lease is open (unknown_lease): never handed out, already released, past its "
+                "deadline, or ended because its GPU went FAILED or UNKNOWN. The job's slot is not "
+                "held any more; there is nothing to retry."
+            ),
+            "content": _json_content("Error"),
+        },
+    }
+
+
+def _release_operations() -> Json:
+    """POST /v1/release?lease= and DELETE /v1/leases/{lease}: the job ended."""
+    ended = f"How a lease ends, as gpuwatch_leases_ended_total counts it: {', '.join(ENDINGS)}."
+    return {
+        "/v1/release": {
+            "post": {
+                "operationId": "release",
+                "summary": "The job ended: end its lease (a body, if any, is not read)",
+                "description": ended,
+                "parameters": [_ref("parameters", "lease")],
+                "responses": _release_responses(),
+            }
+        },
+        "/v1/leases/{lease}": {
+            "delete": {
+                "operationId": "endLease",
+                "summary": "The job ended: end its lease (the same as POST /v1/release)",
+                "description": ended,
+                "parameters": [_ref("parameters", "leasePath")],
+                "responses": _release_responses(),
+            }
+        },
+    }
+
+
 def _plain_operation(summary: str, responses: Json) -> Json:
     return {"get": {"summary": summary, "responses": responses}}
 
@@ -356,6 +550,7 @@ def openapi_document(telemetry_path: str = "/metrics", classes: ClassNames = _DE
         "/v1/admit": _admit_operation("May one more job of this class start?", "503", held),
         "/v1/admit/nginx": _admit_operation("Admit, for nginx auth_request", "403", held),
         "/v1/admit/envoy": _any_method(_admit_operation("Admit, for Envoy ext_authz", "429", held)),
+        **_release_operations(),
         "/v1/drain": _drain_operations(),
         "/healthz": _plain_operation(
             "Liveness", {"200": {"description": "The daemon is alive.", "content": _json_content("Health")}}

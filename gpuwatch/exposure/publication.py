@@ -4,9 +4,9 @@ Built on the sampler thread each time a decision is published; answered from on 
 Every admission is a lease that takes its slot on its GPU at once in the lease book, so requests
 between two samples are paced by the slots the decision offered, never all answered alike. An
 answer is rendered once per distinct content and kept for the life of the publication: admitted
-answers by (GPU, slots left, duration) with a stand-in for the lease id that each admission
-swaps for its own, and held-back answers, which stay held until the next decision (slots taken
-since it only grow), in their eight jitter variants.
+answers by (GPU, duration) as templates, with stand-ins for the slots left and the lease id that
+each admission fills in with its own, and held-back answers, which stay held until the next
+decision (slots taken since it only grow), in their eight jitter variants.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ from gpuwatch.policy.durations import DurationBasis
 # (leases.ID_LENGTH), so Content-Length holds.
 LEASE_STAND_IN = "gpuwatch-lease-id-here"
 _STAND_IN = LEASE_STAND_IN.encode("ascii")
-# Distinct admitted answers kept per publication; requests naming ever new durations empty it.
+# Rendered in place of the slots an admission leaves, which each admission fills in: more digits
+# than any count of slots, and found nowhere else in an answer (AdmittedTemplate checks).
+SLOTS_STAND_IN = 918_273_645_546_372_819
+_SLOTS = b"%d" % SLOTS_STAND_IN
+# Distinct admitted answers (and held-back answers by request) kept per publication; requests
+# naming ever new durations empty them.
 _ADMITTED_ENTRIES = 1024
 
 # Denials come in this many Retry-After variants; a response picks one at random, so clients
@@ -65,6 +70,12 @@ class AdmitAnswer:
     tally: int  # AdmissionTally slot to count it in
     admission: Admission
     lease: Held | None = None  # the lease taken (admitted, not a dry run)
+
+
+# A held-back answer under each route, in its JITTER_VARIANTS variants.
+HeldAnswers = Mapping[AdmitRoute, tuple[AdmitAnswer, ...]]
+# What an admit request asks: its class, the GPU it pins (None: any), the duration it says.
+Asked = tuple[PriorityClass, int | None, float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +115,47 @@ def _rendered(
     return build_response(200, JSON, body, headers)
 
 
+@dataclass(frozen=True, slots=True)
+class AdmittedTemplate:
+    """An admitted answer rendered once with SLOTS_STAND_IN for its slots left, split around it.
+
+    Every admission of a publication leaves a different count of slots, so each would otherwise
+    be rendered anew; filling the count in (and Content-Length, which follows its digits) costs a
+    few byte joins instead of a JSON encoding.
+    """
+
+    before_length: bytes  # the head up to Content-Length's field
+    before_slots: bytes  # from the field after Content-Length to X-GPUWatch-Slots' value
+    after_slots: bytes  # the rest of the head
+    body: tuple[bytes, bytes]  # the body before and after the `slots` value
+
+    @classmethod
+    def of(cls, response: Response) -> AdmittedTemplate | None:
+        """`response`, rendered with SLOTS_STAND_IN, as a template; None if it does not split cleanly."""
+        body = response.body.split(_SLOTS)
+        head = response.head.split(b"Content-Length: %d\r\n" % len(response.body))
+        # Each field exactly once, so each split gives two parts.
+        if len(body) != 2 or len(head) != 2:
+            return None
+        rest = head[1].split(b"X-GPUWatch-Slots: " + _SLOTS)
+        if len(rest) != 2 or _SLOTS in head[0]:
+            return None
+        return cls(head[0], rest[0], rest[1], (body[0], body[1]))
+
+    def filled(self, slots_left: int) -> Response:
+        """The answer leaving `slots_left` slots."""
+        slots = b"%d" % slots_left
+        body = slots.join(self.body)
+        head = b"%sContent-Length: %d\r\n%sX-GPUWatch-Slots: %s%s" % (
+            self.before_length,
+            len(body),
+            self.before_slots,
+            slots,
+            self.after_slots,
+        )
+        return Response(200, head, body)
+
+
 def with_lease(response: Response, lease_id: str) -> Response:
     """An admitted answer rendered with LEASE_STAND_IN, made out to `lease_id`."""
     lease = lease_id.encode("ascii")
@@ -113,7 +165,7 @@ def with_lease(response: Response, lease_id: str) -> Response:
 
 
 class Publication:
-    """Everything served for one NodeDecision, and the reservations taken against it.
+    """Everything served for one NodeDecision, and the leases taken against it.
 
     Immutable once published, except its caches of rendered answers, which only the event-loop
     thread fills. Without a book (files, tests) nothing is ever taken.
@@ -129,12 +181,14 @@ class Publication:
         self._source = source
         self._book = book
         self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
-        # Held-back answers by (class, pinned GPU): per route, one ready AdmitAnswer per jitter
-        # variant, so the commonest answer under a surge allocates nothing.
-        self._held: dict[
-            tuple[PriorityClass, int | None, int], Mapping[AdmitRoute, tuple[AdmitAnswer, ...]]
-        ] = {}
-        self._admitted: dict[tuple[object, ...], Response] = {}
+        # Held-back answers by (class, pinned GPU, slots needed): per route, one ready AdmitAnswer
+        # per jitter variant, so the commonest answer under a surge allocates nothing. Found by
+        # the request's own (class, pinned GPU, duration said), one lookup before anything else.
+        self._held: dict[tuple[PriorityClass, int | None, int], HeldAnswers] = {}
+        self._held_asked: dict[Asked, HeldAnswers] = {}
+        # Admitted answers by (class, pinned GPU, chosen GPU, duration planned): a template each,
+        # or the answers by slots left where one cannot be made.
+        self._admitted: dict[tuple[object, ...], AdmittedTemplate | dict[int, Response]] = {}
         self._state_cache: tuple[tuple[int, ...], Response] | None = None
         self.state_body = json_bytes(state_document(decision, source, decision.admits))
         self.pressure_text = f"{min(1.0, max(0.0, decision.pressure)):.4f}"
@@ -197,9 +251,14 @@ class Publication:
         duration the request says its job runs (None: its class's). Raises UnknownGpuError for
         a GPU the node lacks.
         """
+        asked: Asked = (priority, gpu, expected_s)
+        held = self._held_asked.get(asked)
+        if held is not None:
+            return held[route][jitter]
         planned, cost = self.planned(priority, expected_s)
         held = self._held.get((priority, gpu, cost))
         if held is not None:
+            self._remember_held(asked, held)
             return held[route][jitter]
         taken = self.taken()
         admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken, cost=cost)
@@ -219,6 +278,7 @@ class Publication:
                 for route_ in AdmitRoute
             }
             self._held[priority, gpu, cost] = by_route
+            self._remember_held(asked, by_route)
             return by_route[route][jitter]
         chosen = admission.gpu
         lease = None
@@ -226,15 +286,36 @@ class Publication:
             lease = self._book.take(chosen.index, priority, planned.seconds, cost)
         slots_left = admission.slots_left if take else admission.slots_left + cost
         leased = planned if lease is not None else None
-        key = (priority, gpu, None if chosen is None else chosen.index, slots_left, leased)
-        response = self._admitted.get(key)
-        if response is None:
-            if len(self._admitted) >= _ADMITTED_ENTRIES:
-                self._admitted.clear()
-            response = self._admitted[key] = _rendered(admission, self.decision.sequence, slots_left, leased)
+        response = self._admitted_response(admission, gpu, slots_left, leased)
         if lease is not None:
             response = with_lease(response, lease.id)
         return AdmitAnswer(response, tally_slot(priority, admitted=True), admission, lease)
+
+    def _admitted_response(
+        self, admission: Admission, gpu: int | None, slots_left: int, leased: Planned | None
+    ) -> Response:
+        """The admitted answer leaving `slots_left`, from its template (made on first use)."""
+        chosen = admission.gpu
+        key = (admission.priority, gpu, None if chosen is None else chosen.index, leased)
+        made = self._admitted.get(key)
+        if made is None:
+            if len(self._admitted) >= _ADMITTED_ENTRIES:
+                self._admitted.clear()
+            sequence = self.decision.sequence
+            template = AdmittedTemplate.of(_rendered(admission, sequence, SLOTS_STAND_IN, leased))
+            made = self._admitted[key] = {} if template is None else template
+        if isinstance(made, AdmittedTemplate):
+            return made.filled(slots_left)
+        response = made.get(slots_left)
+        if response is None:
+            response = made[slots_left] = _rendered(admission, self.decision.sequence, slots_left, leased)
+        return response
+
+    def _remember_held(self, asked: Asked, held: HeldAnswers) -> None:
+        """Find `held` by the request's own terms from now on (emptied when full: ever-new durations)."""
+        if len(self._held_asked) >= _ADMITTED_ENTRIES:
+            self._held_asked.clear()
+        self._held_asked[asked] = held
 
     @property
     def state(self) -> Response:

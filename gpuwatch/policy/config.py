@@ -110,12 +110,16 @@ class PolicyConfig:
     # a table by class name); a class left out is unknown until learned: its jobs are planned as
     # lasting the whole horizon.
     job_seconds: tuple[tuple[PriorityClass, float], ...] = ()
+    # A class's duration is learned as this quantile of how long its recently released leases
+    # were held (durations.py says why 0.9).
+    job_seconds_quantile: float = 0.9
     # The longest duration a request or the learning may plan a job with, s: a client's
     # `expected_s` above it is capped, so no lease outlives it by more than its grace.
     max_job_s: float = 600.0
     # A lease not released ends at its expected end plus this grace: the larger of the ratio of
-    # its expected duration and the minimum, s. Until then an overdue job counts as running.
-    lease_grace_ratio: float = 0.5
+    # its expected duration and the minimum, s (durations.deadline_s says why twice the plan).
+    # Until then an overdue job counts as running.
+    lease_grace_ratio: float = 1.0
     lease_grace_min_s: float = 5.0
 
     def job_seconds_for(self, priority: PriorityClass) -> float | None:
@@ -128,6 +132,9 @@ class PolicyConfig:
         return guard_c
 
     def __post_init__(self) -> None:
+        if isinstance(self.job_seconds, Mapping):
+            # Given as a table by class name (as TOML has it): kept as a tuple, so it hashes.
+            object.__setattr__(self, "job_seconds", _by_class("job_seconds", self.job_seconds))
         _validate(self)
 
     @classmethod
@@ -248,6 +255,7 @@ def _rules(c: PolicyConfig) -> list[tuple[str, bool, str]]:
         ("max_slots", c.max_slots >= 1, "must be >= 1"),
         ("job_power_w", c.job_power_w is None or c.job_power_w > 0, "must be > 0 W, or left out to learn it"),
         ("job_power_default_ratio", 0 < c.job_power_default_ratio <= 1, "must be in (0, 1]"),
+        ("job_seconds_quantile", 0 < c.job_seconds_quantile <= 1, "must be in (0, 1]"),
         ("die_share_prior", 0 <= c.die_share_prior < 1, "must be in [0, 1)"),
         (
             "slope_min_samples",

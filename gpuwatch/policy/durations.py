@@ -18,15 +18,16 @@ node's releases; 8 are enough to know the bulk of a distribution from a handful 
 
 from __future__ import annotations
 
+import bisect
 import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass
+from gpuwatch.policy.leases import Lease
 
-LEARN_QUANTILE = 0.9
 LEARN_FROM = 64  # the most recent releases of a class that the quantile is taken over
 LEARN_AFTER = 8  # releases of a class needed before its duration is learned
 
@@ -52,29 +53,73 @@ Plans = tuple[tuple[PriorityClass, JobPlan], ...]
 UNKNOWN_PLAN = JobPlan(None, DurationBasis.UNKNOWN)
 
 
-def quantile(values: tuple[float, ...], share: float) -> float:
-    """The `share` quantile of `values` (not empty), interpolated between order statistics."""
-    ordered = sorted(values)
-    position = share * (len(ordered) - 1)
+def quantile(values: tuple[float, ...], share: float, *, ordered: bool = False) -> float:
+    """The `share` quantile of `values` (not empty; already sorted if `ordered`), interpolated."""
+    if not ordered:
+        values = tuple(sorted(values))
+    position = share * (len(values) - 1)
     low = math.floor(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
 
 
-def planned(held_s: Mapping[PriorityClass, tuple[float, ...]], config: PolicyConfig) -> Plans:
+@dataclass(frozen=True, slots=True)
+class JobDurations:
+    """What the node knows of its jobs' durations: each class's plan, and the held times it learned from."""
+
+    plans: Plans = ()
+    # Per class whose duration is learned: its recent held times, sorted, s.
+    learned_s: Mapping[PriorityClass, tuple[float, ...]] = field(default_factory=dict)
+    share: float = 0.9  # the quantile planned with
+
+    def plan(self, priority: PriorityClass) -> JobPlan:
+        """The plan for a new job of `priority`."""
+        return plan_of(self.plans, priority)
+
+    def end_at(self, lease: Lease, now: float) -> float:
+        """When a leased job running at `now` is planned to stop (monotonic s; inf: not before its deadline).
+
+        A job of a class whose durations are learned has outlived some of them: it is planned
+        at the same quantile of the held times longer than its age, so that a job near its
+        class's usual length is not counted on to stop on time just because most do (of the
+        jobs that reach the 0.9 quantile, most run past it). Older than every one, it is
+        counted as running. A duration the request gave, or the configured one, is its end;
+        past it, the job counts as running until its lease's deadline, and so here for good.
+        """
+        if lease.expected_s is None:
+            return math.inf
+        age_s = now - lease.taken_at
+        learned = None if lease.requested else self.learned_s.get(lease.priority)
+        if learned:
+            longer = learned[bisect.bisect_right(learned, age_s) :]
+            if not longer:
+                return math.inf
+            return lease.taken_at + quantile(longer, self.share, ordered=True)
+        end = lease.taken_at + lease.expected_s
+        return end if end > now else math.inf
+
+
+def planned(held_s: Mapping[PriorityClass, tuple[float, ...]], config: PolicyConfig) -> JobDurations:
     """Each class's planned duration on this node, from its recent released leases' held times."""
     plans = []
+    learned_s = {}
     for cls in PriorityClass:
         recent = held_s.get(cls, ())[-LEARN_FROM:]
         configured = config.job_seconds_for(cls)
         if len(recent) >= LEARN_AFTER:
-            plan = JobPlan(min(quantile(recent, LEARN_QUANTILE), config.max_job_s), DurationBasis.LEARNED)
+            ordered = tuple(sorted(min(s, config.max_job_s) for s in recent))
+            learned_s[cls] = ordered
+            seconds = quantile(ordered, config.job_seconds_quantile, ordered=True)
+            plan = JobPlan(seconds, DurationBasis.LEARNED)
         elif configured is not None:
             plan = JobPlan(min(configured, config.max_job_s), DurationBasis.CONFIGURED)
         else:
             plan = UNKNOWN_PLAN
         plans.append((cls, plan))
-    return tuple(plans)
+    return JobDurations(tuple(plans), learned_s, config.job_seconds_quantile)
+
+
+NO_DURATIONS = JobDurations()
 
 
 def plan_of(plans: Plans, priority: PriorityClass) -> JobPlan:

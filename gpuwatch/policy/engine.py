@@ -54,8 +54,8 @@ class Policy:
         from how long the released ones were held.
         """
         now = snapshot.monotonic
-        plans = planned(leases.held_s, self._config)
-        moment = Moment(now, self._config, self._interval_s, plans)
+        durations = planned(leases.held_s, self._config)
+        moment = Moment(now, self._config, self._interval_s, durations)
         tracks: dict[str, GpuTrack] = {}
         decisions: list[GpuDecision] = []
         for sample in snapshot.gpus:
@@ -72,7 +72,7 @@ class Policy:
             taken_at=snapshot.taken_at,
             decided_at=now,
             sample_age_s=snapshot.age_s(now),
-            job_plans=tuple((cls, plan.seconds, str(plan.basis)) for cls, plan in plans),
+            job_plans=tuple((cls, plan.seconds, str(plan.basis)) for cls, plan in durations.plans),
         )
 
 

@@ -38,16 +38,7 @@ class Lease:
     priority: PriorityClass
     expected_s: float | None  # the duration planned with; None: unknown
     deadline_at: float  # monotonic s: it ends then if not released
-
-    def end_at(self, now: float) -> float:
-        """When the lease's job is planned to stop (monotonic s; inf: not within any horizon).
-
-        Past its expected end and not released, a job still runs until its deadline.
-        """
-        if self.expected_s is None:
-            return math.inf
-        expected_end = self.taken_at + self.expected_s
-        return expected_end if expected_end > now else self.deadline_at
+    requested: bool = False  # the admit request said `expected_s` (else it is the class's plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +79,7 @@ class OnGpu:
     """Where one GPU's leases stand after a reading."""
 
     memory: LeaseMemory
+    leases: tuple[Lease, ...]  # every open lease, by number
     running: tuple[Lease, ...]  # shown, and not seen to end: their jobs are in the present power
     pending: tuple[Lease, ...]  # not shown yet: their jobs are still to add their power
     counted: int  # the ledger's `taken` this decision counted
@@ -97,7 +89,7 @@ class OnGpu:
     @property
     def open(self) -> int:
         """Open leases on the GPU."""
-        return len(self.running) + len(self.pending)
+        return len(self.leases)
 
 
 def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched against
@@ -111,11 +103,13 @@ def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched 
 ) -> OnGpu:
     """The GPU's leases after a reading at `reading_at`, its power `step_w` off the one at `previous_at`."""
     numbers = {lease.number for lease in ledger.open}
+    # A reading is taken before whatever happens at its very instant: the steps between two
+    # readings are those of [previous_at, reading_at).
     since = -math.inf if previous_at is None else previous_at
     released_shown = sum(
-        1 for number, at in ledger.released if since < at <= reading_at and number <= memory.shown_through
+        1 for number, at in ledger.released if since <= at < reading_at and number <= memory.shown_through
     )
-    started_between = any(since < lease.taken_at <= reading_at for lease in ledger.open)
+    started_between = any(since <= lease.taken_at < reading_at for lease in ledger.open)
     shown_through = memory.shown_through
     ended = memory.seen_ended & numbers
     if step_w is not None and job_power_w is not None and job_power_w > 0:
@@ -123,13 +117,14 @@ def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched 
         if jobs > 0:
             shown_through = _shown_through(ledger.open, shown_through, reading_at, jobs)
         elif jobs < 0:
-            ended = _seen_ended(ledger.open, shown_through, ended, reading_at, -jobs)
+            ended = _seen_ended(ledger.open, shown_through, ended, -jobs)
     running = tuple(
         lease for lease in ledger.open if lease.number <= shown_through and lease.number not in ended
     )
     pending = tuple(lease for lease in ledger.open if lease.number > shown_through)
     return OnGpu(
         LeaseMemory(shown_through, frozenset(ended)),
+        leases=ledger.open,
         running=running,
         pending=pending,
         counted=ledger.taken,
@@ -141,7 +136,7 @@ def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched 
 def _shown_through(open_: tuple[Lease, ...], shown_through: int, reading_at: float, jobs: int) -> int:
     """Up to which number leases are shown once `jobs` more show: taken before the reading, oldest first."""
     waiting = [
-        lease.number for lease in open_ if lease.number > shown_through and lease.taken_at <= reading_at
+        lease.number for lease in open_ if lease.number > shown_through and lease.taken_at < reading_at
     ]
     if not waiting:
         return shown_through
@@ -149,12 +144,16 @@ def _shown_through(open_: tuple[Lease, ...], shown_through: int, reading_at: flo
 
 
 def _seen_ended(
-    open_: tuple[Lease, ...], shown_through: int, ended: frozenset[int], now: float, jobs: int
+    open_: tuple[Lease, ...], shown_through: int, ended: frozenset[int], jobs: int
 ) -> frozenset[int]:
-    """`ended` and the `jobs` running leases most likely to have ended: soonest planned end first."""
+    """`ended` and the `jobs` running leases most likely to have ended: soonest expected end first."""
+
+    def expected_end(lease: Lease) -> float:
+        return math.inf if lease.expected_s is None else lease.taken_at + lease.expected_s
+
     running = sorted(
         (lease for lease in open_ if lease.number <= shown_through and lease.number not in ended),
-        key=lambda lease: (lease.end_at(now), lease.number),
+        key=lambda lease: (expected_end(lease), lease.number),
     )
     return ended | {lease.number for lease in running[:jobs]}
 
@@ -164,6 +163,7 @@ def dropped(ledger: Ledger, memory: LeaseMemory) -> OnGpu:
     last = max((lease.number for lease in ledger.open), default=memory.shown_through)
     return OnGpu(
         LeaseMemory(max(last, memory.shown_through)),
+        leases=(),
         running=(),
         pending=(),
         counted=ledger.taken,

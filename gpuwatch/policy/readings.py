@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.durations import Plans
+from gpuwatch.policy.durations import NO_DURATIONS, JobDurations
 from gpuwatch.sources.model import (
     ClockEventReason,
     GpuHealth,
@@ -33,7 +33,7 @@ class Moment:
     now: float
     config: PolicyConfig
     interval_s: float
-    plans: Plans = ()  # each class's planned job duration on this node (durations.py)
+    durations: JobDurations = NO_DURATIONS  # the node's job durations: plans, what they are learned from
 
     @property
     def stale_after_s(self) -> float:

@@ -22,7 +22,7 @@ out, for the slots and waits of every class to share.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gpuwatch.policy.forecast import Forecast
 from gpuwatch.policy.leases import Lease
@@ -30,21 +30,23 @@ from gpuwatch.policy.leases import Lease
 Step = tuple[float, float]  # (seconds from now, change in power, W)
 
 
-def lease_steps(  # noqa: PLR0913 - the leases, the time, and the power they are planned in
+def lease_steps(  # noqa: PLR0913 - the leases, when they end, and the power they are planned in
     running: Iterable[Lease],
     pending: Iterable[Lease],
+    end_at: Callable[[Lease], float],
     now: float,
+    *,
     job_power_w: float,
     headroom_w: float | None,
-    *,
     at_limit: bool,
 ) -> tuple[Step, ...]:
-    """The steps in power the leases plan, capped at the enforced limit, in time order."""
+    """The steps in power the leases plan, capped at the enforced limit, in time order.
+
+    `end_at` says when a leased job is planned to stop (monotonic s; inf: not within the horizon).
+    """
     changes: list[Step] = [(0.0, job_power_w) for _ in pending]
     for lease in (*running, *pending):
-        # A lease past its deadline is ended by the book at the next sample; until then its job
-        # is not counted on to stop.
-        end = lease.end_at(now) - now
+        end = end_at(lease) - now
         if 0 < end < math.inf:
             changes.append((end, -job_power_w))
     if not changes:
@@ -70,27 +72,70 @@ def lease_steps(  # noqa: PLR0913 - the leases, the time, and the power they are
 
 
 class Schedule:
-    """One GPU's margin ahead under its leases' steps; the cost of more jobs on top, °C."""
+    """One GPU's margin ahead under its leases' steps; the cost of more jobs on top, °C.
 
-    def __init__(self, forecast: Forecast, steps: tuple[Step, ...], job_power_w: float) -> None:
+    `safe` (what slots are counted with) does not count on the die's share of a planned fall:
+    when a job will really stop is known only to seconds, and the die gives back its few degrees
+    within a fraction of one, so a job running a little past its plan would leave the margin
+    that much lower than planned, at once. The readings show the die's fall as soon as it comes.
+    The slow node's share, which builds over minutes, is planned: a few seconds either way move
+    it by little. Not `safe` (what Retry-After is read from), a planned fall gives back all of it:
+    that is when a slot is expected back.
+    """
+
+    def __init__(
+        self, forecast: Forecast, steps: tuple[Step, ...], job_power_w: float, *, safe: bool = True
+    ) -> None:
         if forecast.margin_at is None or forecast.response is None:
             raise ValueError("a schedule needs a forecast path and a step response")
+        self._forecast = forecast
         self._margin_at = forecast.margin_at
         self._response = forecast.response.step_response_c_per_w
+        self._fall = forecast.response.slow_response_c_per_w if safe else self._response
+        self.safe = safe
         self._offsets = forecast.offsets_s
         self.horizon_s = forecast.offsets_s[-1]
         self.steps = steps
         self.job_power_w = job_power_w
         self._margins: dict[float, float] = {}
+        self._responses: dict[float, float] = {}
+        self._falls: dict[float, float] = {}
+        self._pulses: dict[float | None, list[tuple[float, float]]] = {}
+
+    def with_one_ending_now(self) -> Schedule:
+        """This schedule with one more job's power gone from now: a running job nothing leased ends."""
+        steps = ((0.0, -self.job_power_w), *self.steps)
+        return Schedule(self._forecast, steps, self.job_power_w, safe=self.safe)
+
+    def expected(self) -> Schedule:
+        """The same steps with every planned fall given back whole: when slots are expected back."""
+        return Schedule(self._forecast, self.steps, self.job_power_w, safe=False)
 
     def _g(self, seconds: float) -> float:
-        return self._response(seconds) if seconds > 0 else 0.0
+        """The step response after `seconds` (0 before the step), °C per W; each worked out once."""
+        if seconds <= 0:
+            return 0.0
+        found = self._responses.get(seconds)
+        if found is None:
+            found = self._responses[seconds] = self._response(seconds)
+        return found
+
+    def _f(self, seconds: float) -> float:
+        """What a planned fall gives back after `seconds`, °C per W (see the class)."""
+        if seconds <= 0:
+            return 0.0
+        found = self._falls.get(seconds)
+        if found is None:
+            found = self._falls[seconds] = self._fall(seconds)
+        return found
 
     def margin_c(self, h: float) -> float:
         """The planned margin `h` seconds from now, before any job not yet admitted, °C."""
         found = self._margins.get(h)
         if found is None:
-            found = self._margin_at(h) - sum([change * self._g(h - at) for at, change in self.steps])
+            found = self._margin_at(h) - sum(
+                [change * (self._g(h - at) if change > 0 else self._f(h - at)) for at, change in self.steps]
+            )
             self._margins[h] = found
         return found
 
@@ -101,7 +146,7 @@ class Schedule:
             return 0.0
         cost = self._g(on)
         if duration is not None and on > duration:
-            cost -= self._g(on - duration)
+            cost -= self._f(on - duration)
         return self.job_power_w * cost
 
     def points(self, start: float, duration: float | None) -> list[float]:
@@ -129,15 +174,49 @@ class Schedule:
         return fits
 
     def lowest_c(self, duration: float | None, jobs: int) -> float:
-        """The lowest planned margin over the horizon with `jobs` more of `duration` started now, °C."""
+        """The lowest planned margin over the horizon with `jobs` more of `duration` started now, °C.
+
+        The power limit caps what they add: at the limit, more jobs draw no more.
+        """
+        cap_w = self._forecast.headroom_w
+        drawn = jobs if cap_w is None else min(float(jobs), cap_w / self.job_power_w)
         return min(
-            [self.margin_c(h) - jobs * self.pulse_c(h, 0.0, duration) for h in self.points(0.0, duration)]
+            [self.margin_c(h) - drawn * self.pulse_c(h, 0.0, duration) for h in self.points(0.0, duration)]
         )
 
-    def fits_at(self, start: float, guard_c: float, duration: float | None, started: int) -> bool:
-        """Whether one more job may start `start` s from now, `started` of `duration` having started now."""
-        return all(
-            self.margin_c(h) - started * self.pulse_c(h, 0.0, duration) - self.pulse_c(h, start, duration)
-            >= guard_c
-            for h in self.points(start, duration)
-        )
+    def lowest_from(self, start: float, duration: float | None, started: int, floor_c: float) -> float:
+        """The lowest margin over one horizon from `start` s on with one more job started then.
+
+        `started` jobs of `duration` start now; the job started at `start` lasts `duration` too.
+        Stops at the first margin below `floor_c` (returning it): the caller only needs to know.
+        """
+        lowest = math.inf
+        for offset, cost_c in self._pulse(duration):
+            h = start + offset
+            margin_c = self.margin_c(h) - cost_c
+            if started:
+                margin_c -= started * self.pulse_c(h, 0.0, duration)
+            if margin_c < floor_c:
+                return margin_c
+            lowest = min(lowest, margin_c)
+        end = start + self.horizon_s
+        for at, _ in self.steps:
+            if start < at < end:
+                margin_c = self.margin_c(at) - self.pulse_c(at, start, duration)
+                margin_c -= started * self.pulse_c(at, 0.0, duration)
+                if margin_c < floor_c:
+                    return margin_c
+                lowest = min(lowest, margin_c)
+        return lowest
+
+    def _pulse(self, duration: float | None) -> list[tuple[float, float]]:
+        """(offset, cost °C) of one job of `duration` at the horizon's shares and its end, from its start."""
+        found = self._pulses.get(duration)
+        if found is None:
+            offsets = set(self._offsets)
+            if duration is not None and duration < self.horizon_s:
+                offsets.add(duration)
+            found = self._pulses[duration] = [
+                (offset, self.pulse_c(offset, 0.0, duration)) for offset in sorted(offsets)
+            ]
+        return found

@@ -17,7 +17,9 @@ durations: `critical` has at least the slots of `default`, and `default` at leas
 
 A class without a slot gets one back when the schedule says so: Retry-After is the first time,
 among the leased jobs' planned ends and a ladder of waits, at which one more job of the class
-would fit, plus one sampling interval for the samples to show it.
+would fit, plus one sampling interval for the samples to show it. Where no leased job is planned
+to end (a gateway that says no durations), a running job is taken to end now, as it will at
+some point: what a held-back GPU does next.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NO_SLOTS, PriorityClass, Slots
-from gpuwatch.policy.durations import JobPlan, plan_of
+from gpuwatch.policy.durations import JobPlan
 from gpuwatch.policy.forecast import Forecast, Outlook
 from gpuwatch.policy.leases import OnGpu
 from gpuwatch.policy.schedule import Schedule, lease_steps
@@ -58,7 +60,7 @@ class Headroom:
         """The lowest planned margin over the horizon with one more job of `priority`, °C."""
         if self.schedule is None:
             return None
-        plan = plan_of(self.outlook.learned.readings.moment.plans, priority)
+        plan = self.outlook.learned.readings.moment.durations.plan(priority)
         return self.schedule.lowest_c(plan.seconds, 1)
 
 
@@ -105,26 +107,15 @@ def headroom(outlook: Outlook) -> Headroom:
         return Headroom(outlook, slots, slots, 0, None, None, tuple((cls, wait) for cls in PriorityClass))
     blocked = blocked_reason(outlook)
     schedule = _schedule(outlook, on_gpu, pending=True)
-    plans = {cls: plan_of(moment.plans, cls) for cls in PriorityClass}
+    plans = {cls: moment.durations.plan(cls) for cls in PriorityClass}
     if blocked is not None or schedule is None:
-        waits = tuple(
-            (cls, _wait_s(schedule, config.guard_c(cls), plans[cls], started=0, interval_s=moment.interval_s))
-            for cls in PriorityClass
-        )
+        waits = _waits(schedule, NO_SLOTS, plans, config, moment.interval_s)
         return Headroom(outlook, NO_SLOTS, NO_SLOTS, reserved, blocked, None, waits, schedule)
     standing = _schedule(outlook, on_gpu, pending=False) if reserved else schedule
     capacity, slots = _counted(
         outlook.forecast, standing or schedule, schedule, plans, reserved=reserved, config=config
     )
-    waits = tuple(
-        (
-            cls,
-            _wait_s(
-                schedule, config.guard_c(cls), plans[cls], started=slots.of(cls), interval_s=moment.interval_s
-            ),
-        )
-        for cls in PriorityClass
-    )
+    waits = _waits(schedule, slots, plans, config, moment.interval_s)
     default_plan = plans[PriorityClass.DEFAULT]
     headroom_c = schedule.lowest_c(default_plan.seconds, 1) - config.default_guard_c
     return Headroom(outlook, capacity, slots, reserved, None, headroom_c, waits, schedule)
@@ -147,12 +138,14 @@ def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool) -> Schedule | N
         return None
     limit_w = load.power_limit_w
     at_limit = limit_w is not None and load.power_w is not None and load.power_w >= AT_LIMIT_RATIO * limit_w
+    moment = learned.readings.moment
     steps = lease_steps(
         on_gpu.running,
         on_gpu.pending if pending else (),
-        learned.readings.moment.now,
-        job_power_w,
-        forecast.headroom_w,
+        lambda lease: moment.durations.end_at(lease, moment.now),
+        moment.now,
+        job_power_w=job_power_w,
+        headroom_w=forecast.headroom_w,
         at_limit=at_limit,
     )
     return Schedule(forecast, steps, job_power_w)
@@ -193,14 +186,36 @@ def _whole(jobs: float, most: int) -> int:
     return max(0, math.floor(jobs + 1e-9))
 
 
-def _wait_s(
-    schedule: Schedule | None, guard_c: float, plan: JobPlan, *, started: int, interval_s: float
-) -> float | None:
-    """Seconds until one more job of `plan` fits above `guard_c`, `started` started now (None: not soon)."""
+def _waits(
+    schedule: Schedule | None,
+    slots: Slots,
+    plans: dict[PriorityClass, JobPlan],
+    config: PolicyConfig,
+    interval_s: float,
+) -> tuple[tuple[PriorityClass, float | None], ...]:
+    """Per class, seconds until one more job of its plan fits above its guard, its slots started now.
+
+    None: not within the Retry-After range. Classes that plan alike (the same duration and slots
+    started) share one look along the schedule, which tells each its wait by its guard.
+    """
     if schedule is None:
-        return None
-    ends = (at for at, change_w in schedule.steps if change_w < 0 and 0 < at < WAIT_OFFSETS_S[-1])
-    for wait_s in sorted({*WAIT_OFFSETS_S, *ends}):
-        if schedule.fits_at(wait_s, guard_c, plan.seconds, started):
-            return wait_s + interval_s
-    return None
+        return tuple((cls, None) for cls in PriorityClass)
+    schedule = schedule.expected()
+    ends = [at for at, change_w in schedule.steps if change_w < 0 and 0 < at < WAIT_OFFSETS_S[-1]]
+    if not ends:
+        schedule = schedule.with_one_ending_now()
+    candidates = sorted({*WAIT_OFFSETS_S, *ends})
+    waits: dict[PriorityClass, float | None] = dict.fromkeys(PriorityClass)
+    groups: dict[tuple[float | None, int], list[PriorityClass]] = {}
+    for cls in PriorityClass:
+        groups.setdefault((plans[cls].seconds, slots.of(cls)), []).append(cls)
+    for (duration, started), classes in groups.items():
+        guards = {cls: config.guard_c(cls) for cls in classes}
+        for wait_s in candidates:
+            lowest_c = schedule.lowest_from(wait_s, duration, started, min(guards.values()))
+            for cls in [cls for cls, guard_c in guards.items() if lowest_c >= guard_c]:
+                waits[cls] = wait_s + interval_s
+                del guards[cls]
+            if not guards:
+                break
+    return tuple(waits.items())

@@ -176,6 +176,10 @@ class RcParameters:
         slow = self.resistance_c_per_w - die
         return die * -math.expm1(-seconds / DIE_LAG_S) + slow * -math.expm1(-seconds / self.tau_s)
 
+    def slow_response_c_per_w(self, seconds: float) -> float:
+        """The slow node's share of the step response after `seconds`, °C/W: what outlasts the die's lag."""
+        return (self.resistance_c_per_w - self.die_resistance_c_per_w) * -math.expm1(-seconds / self.tau_s)
+
     def sustainable_power_w(self, margin_c: float) -> float:
         """Highest steady power whose steady margin stays at or above `margin_c`, W (may be < 0)."""
         return (self.zero_power_margin_c - margin_c) / self.resistance_c_per_w

@@ -72,8 +72,7 @@ def decide(standing: Standing) -> GpuDecision:
 
 def _by_class(on_gpu: OnGpu) -> LeaseCounts:
     """Open leases by class, every class named."""
-    leases = (*on_gpu.running, *on_gpu.pending)
-    return tuple((cls, sum(1 for lease in leases if lease.priority is cls)) for cls in PriorityClass)
+    return tuple((cls, sum(1 for lease in on_gpu.leases if lease.priority is cls)) for cls in PriorityClass)
 
 
 def _sentence(index: int, state: ThermalState, clause: str, slots: Slots, config: PolicyConfig) -> str:

@@ -227,6 +227,9 @@ def _policy(text: str, source: str, data: dict[str, Any]) -> dict[str, Any]:
     try:
         PolicyConfig.from_mapping(policy)
     except PolicyConfigError as exc:
-        line = locate(text, ("policy", exc.key))
+        # A key within a table of [policy] (job_seconds.default) may sit under its own header.
+        head, *rest = exc.key.split(".")
+        under = locate(text, (f"policy.{head}", *rest)) if rest else None
+        line = under or locate(text, ("policy", head, *rest))
         raise ConfigFileError(f"{where(source, line)}: {exc}", key=f"policy.{exc.key}", line=line) from exc
     return policy

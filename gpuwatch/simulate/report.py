@@ -8,8 +8,11 @@ from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.metrics import ControllerResult
 from gpuwatch.simulate.scenario import Scenario
 
-# The issue's targets for the gpuwatch row, measured against the oracle's.
-TARGET_COMPLETED_SHARE = 0.95
+# DESIGN §2's quality bar for the gpuwatch row, measured against the oracle's, with gateways that
+# release their leases: its completed jobs at the fleet's own board spread, and at boards drawn
+# wider than the priors were set for.
+TARGET_COMPLETED_SHARE = 0.97
+TARGET_COMPLETED_SHARE_WIDE = 0.95
 TARGET_P95_RATIO = 1.2
 # Per class, where jobs come in several: paid work completed as the oracle does.
 TARGET_CLASS_SHARES = ((PriorityClass.CRITICAL, 0.99), (PriorityClass.DEFAULT, 0.95))
@@ -48,8 +51,22 @@ def header(scenario: Scenario, arrived: int) -> str:
     )
     return (
         f"{first}\n{fleet}; {arrived} jobs arriving over {scenario.duration_s:g} s (seed {scenario.seed}), "
-        f"run until all have ended; at most {jobs.per_gpu} jobs per GPU\n{work}{spread}"
+        f"run until all have ended; at most {jobs.per_gpu} jobs per GPU\n{work}{spread}\n{gateway(scenario)}"
     )
+
+
+def gateway(scenario: Scenario) -> str:
+    """How the gateway treats gpuwatch's leases, and what it says of job lengths."""
+    told = scenario.policy.job_seconds
+    length = (
+        "; jobs planned as " + ", ".join(f"{cls} {seconds:g} s" for cls, seconds in told) + " until learned"
+        if told
+        else ""
+    )
+    if scenario.releases:
+        return f"gateways release each lease when its job ends{length}"
+    said = f"{length.removesuffix(' until learned')}" if told else "; no job length given"
+    return f"gateways never release their leases (they end at their deadlines){said}"
 
 
 def table(results: Sequence[ControllerResult]) -> str:
@@ -119,21 +136,40 @@ def class_table(results: Sequence[ControllerResult]) -> str:
     )
 
 
-def targets(results: Sequence[ControllerResult]) -> list[str]:
-    """The gpuwatch row's targets against the oracle's and static's, one line each; empty unless both ran."""
+def completed_target(scenario: Scenario) -> float:
+    """The share of the oracle's completed jobs gpuwatch must reach at the scenario's board spread."""
+    return TARGET_COMPLETED_SHARE if scenario.spread <= SPREAD_DEFAULT else TARGET_COMPLETED_SHARE_WIDE
+
+
+def targets(results: Sequence[ControllerResult], scenario: Scenario) -> list[str]:
+    """The gpuwatch row's targets against the oracle's and static's, one line each; empty unless both ran.
+
+    With gateways that release their leases: no slowdown, the oracle's share of completed jobs
+    and p95, no fewer jobs than static where static kept out of slowdown, and paid classes
+    completed as the oracle does. With a proxy that never releases, no slowdown; told the
+    typical job length (policy.job_seconds), also no fewer jobs than static where static kept
+    out of slowdown.
+    """
     by_name = {result.controller: result for result in results}
     ours, oracle = by_name.get("gpuwatch"), by_name.get("oracle")
     if ours is None or oracle is None:
         return []
-    share = ours.completed / oracle.completed if oracle.completed else 1.0
-    wanted = f"target >= {TARGET_COMPLETED_SHARE:.0%}"
     lines = [
-        _verdict(f"thermal slowdown {ours.slowdown_gpu_s:.0f} GPU·s (target 0)", ours.slowdown_gpu_s == 0),
-        _verdict(
-            f"completed {share:.1%} of the oracle's {oracle.completed} ({wanted})",
-            share >= TARGET_COMPLETED_SHARE,
-        ),
+        _verdict(f"thermal slowdown {ours.slowdown_gpu_s:.0f} GPU·s (target 0)", ours.slowdown_gpu_s == 0)
     ]
+    static = by_name.get("static")
+    if not scenario.releases:
+        if static is not None and scenario.policy.job_seconds:
+            lines.append(_against_static(ours, static, oracle))
+        return lines
+    wanted_share = completed_target(scenario)
+    share = ours.completed / oracle.completed if oracle.completed else 1.0
+    lines.append(
+        _verdict(
+            f"completed {share:.1%} of the oracle's {oracle.completed} (target >= {wanted_share:.0%})",
+            share >= wanted_share,
+        )
+    )
     if ours.p95_latency_s is not None and oracle.p95_latency_s:
         ratio = ours.p95_latency_s / oracle.p95_latency_s
         lines.append(
@@ -142,11 +178,10 @@ def targets(results: Sequence[ControllerResult]) -> list[str]:
                 ratio <= TARGET_P95_RATIO,
             )
         )
-    static = by_name.get("static")
     if static is not None:
         lines.append(_against_static(ours, static, oracle))
     if len(ours.by_class) > 1:
-        for priority, wanted_share in TARGET_CLASS_SHARES:
+        for priority, class_share in TARGET_CLASS_SHARES:
             mine, theirs = ours.of_class(priority), oracle.of_class(priority)
             if mine is None or theirs is None:
                 continue
@@ -154,35 +189,41 @@ def targets(results: Sequence[ControllerResult]) -> list[str]:
             lines.append(
                 _verdict(
                     f"completed {share:.1%} of the oracle's {theirs.completed} {priority} jobs "
-                    f"(target >= {wanted_share:.0%})",
-                    share >= wanted_share,
+                    f"(target >= {class_share:.0%})",
+                    share >= class_share,
                 )
             )
     return lines
 
 
 def _against_static(ours: ControllerResult, static: ControllerResult, oracle: ControllerResult) -> str:
-    """More than static; where static already completes all the oracle does, nothing is left: as many."""
-    if static.completed >= oracle.completed:
-        text = (
-            f"completed {ours.completed}, static {static.completed}: "
-            "as many as the oracle's, so at least as many"
+    """No fewer than static where it kept out of slowdown; no target where it did not or all did every job."""
+    if static.slowdown_gpu_s > 0:
+        return _no_target(
+            f"completed {ours.completed}, static {static.completed} with {static.slowdown_gpu_s:.0f} GPU·s "
+            "of slowdown (no target)"
         )
-        return _verdict(text, ours.completed >= static.completed)
+    if static.completed >= oracle.completed and ours.completed >= oracle.completed:
+        return _no_target(f"completed {ours.completed}, every job the oracle did, as static did")
     return _verdict(
-        f"completed {ours.completed}, more than static's {static.completed}",
-        ours.completed > static.completed,
+        f"completed {ours.completed}, no fewer than static's {static.completed}",
+        ours.completed >= static.completed,
     )
 
 
-def met(results: Sequence[ControllerResult]) -> bool:
+def met(results: Sequence[ControllerResult], scenario: Scenario) -> bool:
     """Whether every target of the gpuwatch row was met."""
-    lines = targets(results)
+    lines = targets(results, scenario)
     return bool(lines) and all(line.endswith(": met") for line in lines)
 
 
-def _verdict(text: str, met: bool) -> str:  # noqa: FBT001 - a plain predicate reads best here
-    return f"gpuwatch {text}: {'met' if met else 'MISSED'}"
+def _verdict(text: str, held: bool) -> str:  # noqa: FBT001 - a plain predicate reads best here
+    return f"gpuwatch {text}: {'met' if held else 'MISSED'}"
+
+
+def _no_target(text: str) -> str:
+    """A line for a comparison that sets no target here (it never fails the run)."""
+    return f"gpuwatch {text}: met"
 
 
 def unfinished_note(results: Sequence[ControllerResult]) -> str | None:
@@ -200,7 +241,7 @@ def render(scenario: Scenario, results: Sequence[ControllerResult]) -> str:
         parts.append(note)
     if any(len(result.by_class) > 1 for result in results):
         parts += ["", class_table(results)]
-    checks = targets(results)
+    checks = targets(results, scenario)
     if checks:
         parts += ["", *checks]
     return "\n".join(parts)
@@ -240,6 +281,6 @@ def document(scenario: Scenario, results: Sequence[ControllerResult]) -> dict[st
             }
             for r in results
         ],
-        "targets": targets(results),
-        "targets_met": met(results),
+        "targets": targets(results, scenario),
+        "targets_met": met(results, scenario),
     }

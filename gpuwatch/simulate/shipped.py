@@ -8,7 +8,7 @@ from pathlib import Path
 from gpuwatch.simulate.scenario import Scenario, ScenarioError
 from gpuwatch.simulate.scenario_file import load_scenario, parse_scenario
 
-SHIPPED = ("surge", "cooling-failure", "hot-aisle", "steady", "viral-launch")
+SHIPPED = ("surge", "cooling-failure", "hot-aisle", "steady", "viral-launch", "long-tail", "video-fan")
 
 
 def shipped_text(name: str) -> str:

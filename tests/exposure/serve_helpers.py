@@ -20,8 +20,9 @@ from typing import Self
 
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.server import ConnectionLimits, ExposureServer
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.listen import parse_listen_address
-from gpuwatch.exposure.reservations import ReservationBook
+from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
     GpuDecision,
     NodeDecision,
@@ -108,8 +109,8 @@ class ServerThread:
         limits: ConnectionLimits | None = None,
         **server_options: object,
     ) -> None:
-        # Admissions take slots in a book of their own, as the daemon's do.
-        self.book = ReservationBook(60.0)
+        # Admissions take leases in a book of their own, as the daemon's do.
+        self.book = LeaseBook(PolicyConfig())
         self.board = Board("sim:test", expiry or (lambda d, _now: d), book=self.book)
         self.board.publish(decision)
         self._loop = new_event_loop()

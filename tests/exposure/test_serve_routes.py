@@ -9,7 +9,7 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 from serve_helpers import ServerThread, get, gpu, node
 
-from gpuwatch.exposure.landing import ROUTES
+from gpuwatch.exposure.landing import ACTIONS, ROUTES
 from gpuwatch.policy.decision import Slots, ThermalState
 from gpuwatch.policy.forecast import Basis
 
@@ -274,20 +274,42 @@ class TestProbesAndDocs:
             assert f'href="{path.replace("&", "&amp;")}"'.encode() in page.body
             assert get(cool.http_port, path).status in {200, 503}
 
+    def test_landing_page_lists_the_release_routes_with_their_methods(self, cool):
+        page = get(cool.http_port, "/").body.decode()
+        assert [(m, p) for m, p, _ in ACTIONS] == [
+            ("POST", "/v1/release?lease={lease}"),
+            ("DELETE", "/v1/leases/{lease}"),
+        ]
+        for method, path, _ in ACTIONS:
+            assert f"<code>{method} {path}</code>" in page
+            assert f'href="{path}"' not in page  # a click would GET it: 405
+
     def test_openapi_is_valid_and_describes_every_route(self, cool):
         document = get(cool.http_port, "/openapi.json").json()
         validate(document)
         routes = {path.split("?")[0] for path, _ in ROUTES} | {"/"}
-        assert set(document["paths"]) == routes
+        actions = {path.split("?")[0]: method.lower() for method, path, _ in ACTIONS}
+        assert set(document["paths"]) == routes | set(actions)
+        for path, method in actions.items():
+            assert set(document["paths"][path]) == {method}
+            assert set(document["paths"][path][method]["responses"]) == {"200", "400", "404"}
         admit = document["paths"]["/v1/admit"]["get"]
         assert {"200", "503", "400"} <= set(admit["responses"])
         assert "Retry-After" in admit["responses"]["503"]["headers"]
+        assert "X-GPUWatch-Lease" in admit["responses"]["200"]["headers"]
+        parameters = {ref["$ref"].rsplit("/", 1)[1] for ref in admit["parameters"]}
+        assert {"expected", "expectedHeader"} <= parameters
+        admission = document["components"]["schemas"]["Admission"]["properties"]
+        assert {"lease", "expected_s", "expected_basis"} <= set(admission)
+        state = document["components"]["schemas"]["State"]["properties"]
+        assert set(state["expected_job_s"]["properties"]) == {"critical", "default", "sheddable"}
         assert {"403"} <= set(document["paths"]["/v1/admit/nginx"]["get"]["responses"])
         assert {"429"} <= set(document["paths"]["/v1/admit/envoy"]["get"]["responses"])
         gpu_schema = document["components"]["schemas"]["Gpu"]["properties"]
         assert gpu_schema["prediction_basis"]["enum"] == [str(basis) for basis in Basis]
         assert "corrected" in gpu_schema["prediction_basis"]["description"]
         assert "rejected_readings" in gpu_schema
+        assert set(gpu_schema["leases"]["properties"]) == {"critical", "default", "sheddable"}
 
     @pytest.mark.parametrize(
         ("path", "schema"),

@@ -1,4 +1,4 @@
-"""`gpuwatch status` asks a real `gpuwatch serve` and shows its decision: slots, reserved, why."""
+"""`gpuwatch status` asks a real `gpuwatch serve` and shows its decision: slots, leases, job plans, why."""
 
 from __future__ import annotations
 
@@ -13,13 +13,18 @@ import time
 
 import pytest
 from serve_helpers import ServeProcess, get
-from sim_nodes import HOT_GUARDS, HOT_NODE
+from sim_nodes import COOL_NODE, HOT_GUARDS, HOT_NODE
 
 from gpuwatch.cli.daemon_view import render_daemon_state
 
 # Long enough that the decision `status` shows is the one a direct GET gets just after.
 INTERVAL_S = 30.0
+TIMEOUT_S = 10.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The busy node's gateways say how long their default jobs run; the other classes' are unknown.
+JOB_SECONDS = "[policy.job_seconds]\ndefault = 12\n"
+NO_LEASES = {"critical": 0, "default": 0, "sheddable": 0}
+UNKNOWN_PLANS = "jobs planned critical ? (unknown), default ? (unknown), sheddable ? (unknown)"
 
 
 def status(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -53,6 +58,37 @@ def hot_daemon(tmp_path_factory):
         daemon.kill()
 
 
+@pytest.fixture(scope="module")
+def busy_daemon(tmp_path_factory):
+    """A cool node sampled every 0.2 s, so that leases show in its decision at once."""
+    folder = tmp_path_factory.mktemp("busy")
+    (folder / "cool.toml").write_text(COOL_NODE)
+    (folder / "gpuwatch.toml").write_text(JOB_SECONDS)
+    daemon = ServeProcess(
+        f"--source=sim:{folder / 'cool.toml'}",
+        "--interval=0.2",
+        "--web.listen-address=127.0.0.1:0",
+        "--agent.listen-address=",
+        "--state-dir=",
+        f"--config={folder / 'gpuwatch.toml'}",
+    )
+    try:
+        yield daemon.port("HTTP")
+    finally:
+        daemon.kill()
+
+
+def _leases_become(port: int, expected: list[dict[str, int]]) -> dict:
+    """/v1/state once its GPUs' open leases are `expected` (GPU by GPU); fails after TIMEOUT_S."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while (state := get(port, "/v1/state").json())["gpus"] and [
+        gpu["leases"] for gpu in state["gpus"]
+    ] != expected:
+        assert time.monotonic() < deadline, [gpu["leases"] for gpu in state["gpus"]]
+        time.sleep(0.05)
+    return state
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -70,13 +106,15 @@ class TestStatusAsksTheDaemon:
         critical = state["slots"]["critical"]
         assert critical > 0
         assert f"free slots critical {critical}, default 0, sheddable 0" in lines[0]
-        assert lines[1].split() == [
+        assert lines[1] == UNKNOWN_PLANS  # no gateway has said or shown how long its jobs run
+        assert lines[2].split() == [
             "GPU",
             "NAME",
             "STATE",
             "SLOTS",
             "C/D/S",
-            "RESERVED",
+            "LEASES",
+            "C/D/S",
             "MARGIN",
             "PREDICTED",
             "TO",
@@ -88,12 +126,44 @@ class TestStatusAsksTheDaemon:
             "MEMORY",
         ]
         gpu = state["gpus"][0]
-        row = re.split(r"\s{2,}", lines[2])
-        assert row[:6] == ["0", gpu["name"], "hot", f"{critical}/0/0", "0", f"{gpu['margin_c']:.1f}C"]
+        row = re.split(r"\s{2,}", lines[3])
+        assert row[:6] == ["0", gpu["name"], "hot", f"{critical}/0/0", "0/0/0", f"{gpu['margin_c']:.1f}C"]
         assert row[8] == f"{gpu['power_w']:.0f} / {gpu['power_limit_w']:.0f} W"
         assert row[9] == f"{gpu['utilization_ratio']:.0%}"
-        assert lines[3] == f"GPU 0: {gpu['sentence']}"
+        assert lines[4] == f"GPU 0: {gpu['sentence']}"
         assert "\x1b[" not in result.stdout  # piped: no colours
+
+    def test_open_leases_and_planned_durations_follow_admissions_and_releases(self, busy_daemon):
+        url = f"http://127.0.0.1:{busy_daemon}"
+        taken = {}
+        for priority, count in (("critical", 1), ("default", 2), ("sheddable", 3)):
+            for number in range(count):
+                answer = get(busy_daemon, f"/v1/admit?class={priority}&gpu=0").json()
+                assert answer["admitted"], answer
+                taken[priority, number] = answer["lease"]
+        state = _leases_become(busy_daemon, [{"critical": 1, "default": 2, "sheddable": 3}, NO_LEASES])
+        result = status("--url", url)
+        print(result.stdout)  # noqa: T201 - the screen is this test's report
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        # The default class's jobs are planned with the configured 12 s; nothing says the others'.
+        assert (
+            lines[1] == "jobs planned critical ? (unknown), default 12 s (configured), sheddable ? (unknown)"
+        )
+        assert state["expected_job_s"]["default"] == {"seconds": 12.0, "basis": "configured"}
+        leases_column = lines[2].index("LEASES C/D/S")
+        assert lines[3][leases_column:].split()[0] == "1/2/3"
+        # A release shows at the next decision (0.2 s later), and so in the next status.
+        assert get(busy_daemon, f"/v1/release?lease={taken['default', 0]}", method="POST").status == 200
+        _leases_become(busy_daemon, [{"critical": 1, "default": 1, "sheddable": 3}, NO_LEASES])
+        lines = status("--url", url).stdout.splitlines()
+        assert lines[3][leases_column:].split()[0] == "1/1/3"
+        # --json: the daemon's own answer, open leases per GPU and the plans included.
+        document = json.loads(status("--url", url, "--json").stdout)
+        assert document["gpus"][0]["leases"] == {"critical": 1, "default": 1, "sheddable": 3}
+        assert document["expected_job_s"] == state["expected_job_s"]
+        for lease in taken.values():
+            get(busy_daemon, f"/v1/release?lease={lease}", method="POST")
 
     def test_json_is_the_daemons_state_answer_byte_for_byte(self, hot_daemon):
         result = status("--url", f"http://127.0.0.1:{hot_daemon}", "--json")
@@ -191,12 +261,16 @@ class TestWatchInATerminal:
             later = terminal.screen()
             assert later[0].startswith("node hot |")
             assert sum(line.startswith("node hot |") for line in later) == 1
-            assert later[2].split()[:3] == ["0", "NVIDIA", "H100"]
+            assert later[1] == UNKNOWN_PLANS
+            assert later[3].split()[:3] == ["0", "NVIDIA", "H100"]
             # A narrower window: redrawn at once, long lines cut rather than wrapped onto new rows.
             terminal.run("resize-window", "-t", "t", "-x", "60", "-y", "20")
             narrow = terminal.wait_for(
-                lambda lines: len(lines[0]) <= 60 and lines[1].startswith("GPU"), "a redraw"
+                lambda lines: len(lines[0]) <= 60 and lines[2].startswith("GPU"), "a redraw"
             )
+            # The plans line cut at the window's edge (the last column may stay blank), not wrapped.
+            assert UNKNOWN_PLANS.startswith(narrow[1])
+            assert 59 <= len(narrow[1]) <= 60
             assert narrow[0].startswith("node hot |")
             assert sum(line.startswith("node hot") for line in narrow) == 1
             # Ctrl-C: the watch ends, the normal screen (and its prompt) comes back, the shell works.

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from exposure.lease_helpers import Ended, ended, ended_by_how, lease_of, release, take
 from fake_nvml.control import (
     DOUBLE,
     FIELD_ECC_CORRECTED_VOLATILE,
@@ -399,6 +400,33 @@ def _assert_no_leak(before: Resources, after: Resources, *, extra_threads: int =
     assert after.rss_bytes - before.rss_bytes < RSS_GROWTH_LIMIT_BYTES, (before, after)
 
 
+@dataclass(frozen=True)
+class LeaseEnd:
+    """A lease on a GPU the fault took out: the answer to releasing it, and the ends counted since.
+
+    `grown` is None where gpuwatch_leases_ended_total is not served.
+    """
+
+    release: tuple[int, str]
+    grown: dict[str, float] | None
+
+
+def _lease_on(port: int, gpu: int) -> tuple[str, Ended | None]:
+    """A lease on `gpu`, as a job running there holds one (a long one), and the ends counted so far."""
+    return lease_of(take(port, f"class=default&gpu={gpu}&expected_s=600")), ended(port)
+
+
+def _lease_end(port: int, leased: tuple[str, Ended | None]) -> LeaseEnd:
+    """What became of the lease `_lease_on` took, once its GPU is out."""
+    lease, before = leased
+    answer = release(port, lease)
+    after = ended(port)
+    grown = None
+    if before is not None and after is not None:
+        grown = {how: n - ended_by_how(before)[how] for how, n in ended_by_how(after).items()}
+    return LeaseEnd((answer.status, answer.json().get("error", "")), grown)
+
+
 @pytest.fixture
 def four_gpus(fake_nvml: FakeNvml) -> FakeNvml:
     fake_nvml.install([H100_SXM] * GPU_COUNT)
@@ -417,6 +445,7 @@ def test_fault(fault: Fault, four_gpus: FakeNvml, tmp_path: Path, monkeypatch: p
             wait_for_states(port, all_ok, timeout_s=START_TIMEOUT_S, what="four GPUs OK at start")
             before = settled_resources(serve.process.pid, probe)
             steady = {i: "ok" for i in range(GPU_COUNT) if i not in fault.affected}
+            leased = _lease_on(port, fault.affected[0])
 
             fault.inject(fake)
             detected = wait_for_states(
@@ -426,6 +455,7 @@ def test_fault(fault: Fault, four_gpus: FakeNvml, tmp_path: Path, monkeypatch: p
                 timeout_s=WAIT_TIMEOUT_S,
                 what=f"GPUs {fault.affected} {fault.state}",
             )
+            lease_end = _lease_end(port, leased)
             pinned, _ = admit_status(port, f"class=default&gpu={fault.affected[0]}")
             node, node_gpu = admit_status(port, "class=default")
             special = _metrics_caught_up(lambda: fault.while_held(port, fake)) if fault.while_held else ""
@@ -461,6 +491,8 @@ def test_fault(fault: Fault, four_gpus: FakeNvml, tmp_path: Path, monkeypatch: p
         assert not detected.others_moved, detected.others_moved[:5]
         assert not problems, problems[:5]
         assert pinned == 503
+        assert lease_end.release == (404, "unknown_lease")  # ended with its GPU: nothing to release
+        assert lease_end.grown in (None, {"released": 0, "expired": 0, "gpu_out": 1}), lease_end
         if fault.node_admits:
             assert node == 200
             assert node_gpu not in fault.affected

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from int_procs import Child, HttpAnswer, Spawner, agent_line, free_port, http_get, wait_for
+from int_procs import Child, HttpAnswer, Spawner, agent_line, free_port, http_get, http_request, wait_for
 from int_stub import StubGpuwatch
 from sim_nodes import COOL_NODE, HOT_GUARDS, HOT_NODE
 
@@ -37,6 +37,29 @@ class Daemon:
 
     def agent(self) -> str:
         return agent_line(self.agent_port)
+
+    def release(self, lease: str) -> HttpAnswer:
+        """`POST /v1/release?lease=ID`: 200 ends an open lease, 404 says it had ended (or never was)."""
+        return http_request("POST", "127.0.0.1", self.web_port, f"/v1/release?lease={lease}")
+
+    def open_leases(self, state: dict[str, Any] | None = None) -> int:
+        """Open leases on every GPU, by class, summed, as /v1/state shows them."""
+        return sum(sum(gpu["leases"].values()) for gpu in (state or self.state())["gpus"])
+
+    def wait_open_leases(self, count: int, timeout_s: float = 5.0) -> int:
+        """Poll /v1/state until `count` leases are open in a sample taken after this call.
+
+        /v1/state reads the lease book at each sample, so the one published now, and the one under
+        way, may predate what the test just did: only the sample after them counts.
+        """
+        after = self.state()["sequence"] + 2
+
+        def check() -> bool:
+            state = self.state()
+            return state["sequence"] >= after and self.open_leases(state) == count
+
+        wait_for(check, what=f"{count} open leases", timeout_s=timeout_s)
+        return count
 
     def state(self) -> dict[str, Any]:
         """The /v1/state document."""
@@ -105,6 +128,14 @@ def gpuwatch_serve(spawner: Spawner) -> Callable[..., Daemon]:
         return start_gpuwatch(spawner, f"gpuwatch{count}", scenario, config)
 
     return start
+
+
+@pytest.fixture
+def lease_node(gpuwatch_serve: Callable[..., Daemon]) -> Daemon:
+    """A node of two cool H100s for this test alone, so its open leases are this test's own."""
+    daemon = gpuwatch_serve(COOL_NODE)
+    daemon.wait_for_state("ok")
+    return daemon
 
 
 @pytest.fixture(scope="session")

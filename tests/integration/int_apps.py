@@ -1,11 +1,14 @@
-"""Tiny HTTP upstreams that answer with their name, standing in for the GPU servers behind a proxy."""
+"""Tiny HTTP upstreams standing in for the GPU servers behind a proxy; one of them releases leases."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler
 
 from int_procs import QuietServer
+
+from gpuwatch.client import GpuwatchClient
 
 
 class NamedApp:
@@ -27,6 +30,50 @@ class NamedApp:
                 pass
 
         self.name = name
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LeaseReleasingApp:
+    """The application behind nginx: reads X-GPUWatch-Lease, "runs the job", releases the lease.
+
+    It releases with gpuwatch.client as README's snippet does, and answers with JSON: the lease it
+    was passed and what came of releasing it. Every request it saw is kept in `seen`.
+    """
+
+    def __init__(self, gpuwatch_url: str) -> None:
+        client = GpuwatchClient(gpuwatch_url, fail_open=True)
+        app = self
+        self.seen: list[dict[str, object]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                lease = self.headers.get("X-GPUWatch-Lease")
+                # The job would run here, on the GPU gpuwatch named; then its lease ends.
+                released = client.release(lease) if lease else None
+                answer = {
+                    "lease": lease,
+                    "release": None if released is None else released.outcome,
+                    "held_s": None if released is None else released.held_s,
+                }
+                app.seen.append(answer)
+                body = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
         self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
         threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()

@@ -52,9 +52,16 @@ class HttpAnswer:
 
 def http_get(url_host: str, port: int, path: str, headers: dict[str, str] | None = None) -> HttpAnswer:
     """One GET on a fresh connection; 4xx/5xx are answers, not exceptions."""
+    return http_request("GET", url_host, port, path, headers)
+
+
+def http_request(
+    method: str, url_host: str, port: int, path: str, headers: dict[str, str] | None = None
+) -> HttpAnswer:
+    """One request without a body on a fresh connection; 4xx/5xx are answers, not exceptions."""
     connection = http.client.HTTPConnection(url_host, port, timeout=5)
     try:
-        connection.request("GET", path, headers=headers or {})
+        connection.request(method, path, headers=headers or {})
         response = connection.getresponse()
         body = response.read()
         return HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, body)

@@ -20,11 +20,36 @@ class Reply:
     delay_s: float = 0.0  # seconds before answering: a hung daemon
 
 
-def admit_reply(gpu: int = 0, state: str = "ok", pressure: float = 0.1) -> Reply:
-    """A 200 from /v1/admit shaped as DESIGN §3 says."""
-    body = {"admitted": True, "class": "default", "gpu": {"index": gpu}, "state": state}
+# A lease id as gpuwatch makes them: 22 URL-safe base64 characters.
+LEASE = "AbCdEfGhIjKlMnOpQrSt_-"
+
+
+def admit_reply(gpu: int = 0, state: str = "ok", pressure: float = 0.1, lease: str | None = LEASE) -> Reply:
+    """A 200 from /v1/admit shaped as DESIGN §3 says, with the lease it took (None: a dry run's)."""
+    body = {
+        "admitted": True,
+        "class": "default",
+        "gpu": {"index": gpu, "uuid": f"GPU-stub-{gpu}", "name": "NVIDIA H100 80GB HBM3"},
+        "state": state,
+        "lease": lease,
+        "expected_s": 8.0 if lease else None,
+        "expected_basis": "configured" if lease else None,
+    }
     headers = {"X-GPUWatch-State": state, "X-GPUWatch-Pressure": str(pressure), "X-GPUWatch-Reason": "ok"}
+    if lease:
+        headers["X-GPUWatch-Lease"] = lease
     return Reply(200, headers, json.dumps(body).encode())
+
+
+def release_reply(lease: str = LEASE, held_s: float = 1.5) -> Reply:
+    """A 200 from /v1/release, shaped as the real one."""
+    body = {"released": True, "lease": lease, "class": "default", "gpu": {"index": 0}, "held_s": held_s}
+    return Reply(200, {}, json.dumps(body).encode())
+
+
+def not_open_reply() -> Reply:
+    """gpuwatch's 404 for a lease that is unknown or has ended."""
+    return Reply(404, {}, b'{"error": "unknown_lease", "message": "no such lease is open"}')
 
 
 def held_back_reply(retry_after: str = "3", state: str = "hot", reason: str = "margin_below_hot") -> Reply:
@@ -39,12 +64,16 @@ def held_back_reply(retry_after: str = "3", state: str = "hot", reason: str = "m
 
 
 class StubGpuwatch:
-    """Answers each route with the Reply set for it, and counts the requests per route."""
+    """Answers each route with the Reply set for it, and counts the requests per route.
+
+    A list of Replies answers in turn, its last one from then on.
+    """
 
     def __init__(self) -> None:
-        self.replies: dict[str, Reply] = {}
+        self.replies: dict[str, Reply | list[Reply]] = {}
         self.hits: Counter[str] = Counter()
         self.queries: list[str] = []
+        self.methods: list[str] = []
         self._lock = threading.Lock()
         stub = self
 
@@ -54,7 +83,10 @@ class StubGpuwatch:
                 with stub._lock:
                     stub.hits[route] += 1
                     stub.queries.append(self.path)
-                reply = stub.replies.get(route, Reply(404, {}, b'{"error": "not_found"}'))
+                    stub.methods.append(self.command)
+                    reply = stub.replies.get(route, Reply(404, {}, b'{"error": "not_found"}'))
+                    if isinstance(reply, list):
+                        reply = reply.pop(0) if len(reply) > 1 else reply[0]
                 time.sleep(reply.delay_s)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -62,6 +94,12 @@ class StubGpuwatch:
                 self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 self.wfile.write(reply.body)
+
+            def do_POST(self) -> None:
+                self.do_GET()
+
+            def do_DELETE(self) -> None:
+                self.do_GET()
 
             def log_message(self, *_args: object) -> None:
                 pass

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
 import pytest
-from int_procs import free_port, http_get
+from int_procs import free_port, http_get, wait_for
 
 from gpuwatch.asgi import GpuwatchAdmission
 from gpuwatch.client import GpuwatchClient
@@ -20,11 +22,23 @@ class Uvicorn:
 
     def __init__(self, spawner, gpuwatch_url: str, *, fail_open: bool = False) -> None:
         self.port = free_port()
-        env = {**os.environ, "GPUWATCH_URL": gpuwatch_url, "GPUWATCH_FAIL_OPEN": "1" if fail_open else "0"}
+        self.lease_log = spawner.log_dir / f"leases-{self.port}.txt"
+        env = {
+            **os.environ,
+            "GPUWATCH_URL": gpuwatch_url,
+            "GPUWATCH_FAIL_OPEN": "1" if fail_open else "0",
+            "LEASE_LOG": str(self.lease_log),
+        }
         argv = [sys.executable, "-m", "uvicorn", "int_asgi_app:app", "--app-dir", str(Path(__file__).parent)]
         argv += ["--host", "127.0.0.1", "--port", str(self.port), "--lifespan", "on", "--no-access-log"]
+        # /hang goes on after its client left; stopping the server need not wait for it.
+        argv += ["--timeout-graceful-shutdown", "1"]
         ready = lambda: self.get("/health").status == 200  # noqa: E731
-        spawner.start(argv, name="uvicorn", ready=ready, env=env)
+        self.child = spawner.start(argv, name="uvicorn", ready=ready, env=env)
+
+    def leases(self) -> list[str]:
+        """The leases the app was handed, in order."""
+        return self.lease_log.read_text().split() if self.lease_log.exists() else []
 
     def get(self, path: str, priority: str | None = None):
         headers = {} if priority is None else {"X-Priority-Class": priority}
@@ -81,7 +95,57 @@ class TestMiddlewareInFrontOfGpuwatch:
             assert "x-gpuwatch-state" not in answer.headers
             assert int(answer.headers["retry-after"]) >= 1
         else:
-            assert json.loads(answer.body) == {"gpu": None, "fallback": True}
+            assert json.loads(answer.body) == {"gpu": None, "fallback": True, "lease": None}
+
+
+def assert_ended(daemon, lease: str) -> None:
+    """Nothing is open on the test's node once the release (after the response) is in; `lease` is 404."""
+    assert daemon.wait_open_leases(0) == 0
+    assert daemon.release(lease).status == 404
+
+
+class TestLeasesReleased:
+    """Each admitted request's lease ends when its response is sent, its client leaves or the app fails."""
+
+    def test_released_once_the_response_is_sent(self, spawner, lease_node):
+        server = Uvicorn(spawner, lease_node.url)
+        answers = [server.get("/generate") for _ in range(3)]
+        assert [answer.status for answer in answers] == [200] * 3
+        leases = [json.loads(answer.body)["lease"] for answer in answers]
+        assert server.leases() == leases
+        assert len(set(leases)) == 3  # one lease per request
+        for lease in leases:
+            assert_ended(lease_node, lease)
+
+    def test_a_streamed_response_holds_its_lease_until_the_last_part(self, spawner, lease_node):
+        server = Uvicorn(spawner, lease_node.url)
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            connection.request("GET", "/stream?pause=3")
+            response = connection.getresponse()
+            lease = response.readline().decode().strip()
+            assert server.leases() == [lease]
+            assert lease_node.wait_open_leases(1, timeout_s=2.5) == 1  # the job is still running
+            assert response.read() == b"done\n"
+        finally:
+            connection.close()
+        assert_ended(lease_node, lease)
+
+    def test_released_when_the_client_leaves_before_the_app_answers(self, spawner, lease_node):
+        server = Uvicorn(spawner, lease_node.url)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+            client.sendall(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+            lease = wait_for(lambda: (server.leases() or [None])[0], what="the app got a lease")
+            lease_node.wait_open_leases(1)
+        # The app goes on for HANG_AFTER_DISCONNECT_S (8 s); the release comes from the disconnect.
+        assert lease_node.wait_open_leases(0, timeout_s=4.0) == 0
+        assert lease_node.release(lease).status == 404
+
+    def test_released_when_the_app_raises(self, spawner, lease_node):
+        server = Uvicorn(spawner, lease_node.url)
+        assert server.get("/boom").status == 500
+        [lease] = server.leases()
+        assert_ended(lease_node, lease)
 
 
 class TestScopesAndOptions:

@@ -1,17 +1,27 @@
-"""gpuwatch.client against a scripted stand-in: caching, Retry-After, fallbacks, errors, threads."""
+"""gpuwatch.client against a scripted stand-in and real daemons: caching, Retry-After, fallbacks, leases."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
 
 import pytest
 from int_procs import free_port
-from int_stub import Reply, admit_reply, held_back_reply
+from int_stub import LEASE, Reply, admit_reply, held_back_reply, not_open_reply, release_reply
 
-from gpuwatch.client import GpuwatchClient, GpuwatchError, GpuwatchRequestError
+from gpuwatch.client import (
+    NOT_OPEN,
+    NOT_TOLD,
+    RELEASED,
+    GpuwatchClient,
+    GpuwatchError,
+    GpuwatchHeldBack,
+    GpuwatchRequestError,
+)
+from gpuwatch.exposure.leases import well_formed
 from gpuwatch.sources.clock import ManualClock
 
 
@@ -247,3 +257,197 @@ class TestAgainstRealDaemon:
         assert (again.admitted, again.from_cache) == (False, True)
         assert 0 < again.retry_after_s <= first.retry_after_s
         assert client.admit("critical").admitted
+
+
+class TestLeaseInAnswers:
+    """Every admission carries its lease: id, GPU index and uuid, and the duration planned with."""
+
+    def test_admission_names_lease_uuid_and_planned_duration(self, stub):
+        stub.replies["/v1/admit"] = admit_reply(gpu=2)
+        client, _ = client_for(stub.url)
+        result = client.admit(expected_s=8)
+        assert (result.lease, result.gpu, result.uuid) == (LEASE, 2, "GPU-stub-2")
+        assert (result.expected_s, result.expected_basis) == (8.0, "configured")
+        assert stub.queries == ["/v1/admit?class=default&expected_s=8.0"]
+
+    def test_dry_run_asks_without_a_lease(self, stub):
+        stub.replies["/v1/admit"] = admit_reply(lease=None)
+        client, _ = client_for(stub.url)
+        result = client.admit(dry_run=True)
+        assert (result.admitted, result.lease) == (True, None)
+        assert stub.queries == ["/v1/admit?class=default&dry_run=1"]
+
+    @pytest.mark.parametrize("expected_s", [0, -1, float("nan"), float("inf"), 86401, True])
+    def test_a_duration_gpuwatch_would_refuse_is_the_callers_error(self, stub, expected_s):
+        client, _ = client_for(stub.url)
+        with pytest.raises(GpuwatchRequestError, match="expected_s must be a number of seconds"):
+            client.admit(expected_s=expected_s)
+        assert stub.hits["/v1/admit"] == 0
+
+
+class TestRelease:
+    """release: 200 ends it; 404 is "not open", not an error; a failure to tell is logged, not raised."""
+
+    def test_released_says_how_long_it_was_held(self, stub):
+        stub.replies["/v1/release"] = release_reply(held_s=2.25)
+        client, _ = client_for(stub.url)
+        result = client.release(LEASE)
+        assert (result.outcome, result.released, result.held_s) == (RELEASED, True, 2.25)
+        assert (stub.methods, stub.queries) == (["POST"], [f"/v1/release?lease={LEASE}"])
+
+    def test_a_lease_no_longer_open_is_not_an_error(self, stub):
+        stub.replies["/v1/release"] = not_open_reply()
+        client, _ = client_for(stub.url)
+        result = client.release(LEASE)
+        assert (result.outcome, result.released) == (NOT_OPEN, False)
+
+    @pytest.mark.parametrize(
+        "reply",
+        [Reply(502, {}, b"<html>Bad Gateway</html>"), Reply(404, {}, b"<html>404</html>")],
+        ids=["proxy-502", "proxy-404"],
+    )
+    def test_an_answer_that_is_not_gpuwatchs_is_logged_not_raised(self, stub, reply, caplog):
+        stub.replies["/v1/release"] = reply
+        client, _ = client_for(stub.url)
+        with caplog.at_level(logging.WARNING):
+            result = client.release(LEASE)
+        assert result.outcome == NOT_TOLD
+        assert f"could not release gpuwatch lease {LEASE}" in caplog.text
+        assert "it ends at its deadline" in caplog.text
+
+    def test_an_unreachable_daemon_is_logged_not_raised(self, caplog):
+        client, _ = client_for(f"http://127.0.0.1:{free_port()}")
+        with caplog.at_level(logging.WARNING):
+            result = client.release(LEASE)
+        assert (result.outcome, result.released) == (NOT_TOLD, False)
+        assert "connection refused" in result.reason
+        assert "connection refused" in caplog.text
+
+    def test_an_id_gpuwatch_calls_malformed_raises(self, stub):
+        body = b'{"error": "bad_lease", "message": "lease \'x\' is not a lease id"}'
+        stub.replies["/v1/release"] = Reply(400, {}, body)
+        client, _ = client_for(stub.url)
+        with pytest.raises(GpuwatchRequestError, match="is not a lease id"):
+            client.release("x")
+
+
+class TestLeaseBlock:
+    """`with client.lease(...)` admits, yields the admission and releases when the block ends."""
+
+    def test_released_when_the_block_ends(self, stub):
+        stub.replies["/v1/admit"] = admit_reply(gpu=1)
+        stub.replies["/v1/release"] = release_reply()
+        client, _ = client_for(stub.url)
+        with client.lease(class_="critical", expected_s=10) as job:
+            assert (job.gpu, job.uuid, job.lease) == (1, "GPU-stub-1", LEASE)
+            assert stub.hits["/v1/release"] == 0  # held while the job runs
+        assert stub.queries == ["/v1/admit?class=critical&expected_s=10.0", f"/v1/release?lease={LEASE}"]
+
+    def test_released_when_the_block_raises_and_the_error_is_the_blocks(self, stub):
+        stub.replies["/v1/admit"] = admit_reply()
+        stub.replies["/v1/release"] = Reply(500, {}, b"")  # the release fails too: the job's error wins
+        client, _ = client_for(stub.url)
+        with pytest.raises(ZeroDivisionError), client.lease():
+            _ = 1 / 0
+        assert stub.hits["/v1/release"] == 1
+
+    def test_held_back_raises_before_the_block_with_retry_after(self, stub):
+        stub.replies["/v1/admit"] = held_back_reply(retry_after="4")
+        client, _ = client_for(stub.url)
+        entered = False
+        with (
+            pytest.raises(GpuwatchHeldBack, match="class default held back: node hot") as held,
+            client.lease(),
+        ):
+            entered = True
+        assert not entered
+        assert (held.value.result.retry_after_s, held.value.result.fallback) == (4.0, False)
+        assert stub.hits["/v1/release"] == 0
+
+    def test_waits_out_retry_after_then_runs_the_block(self, stub):
+        stub.replies["/v1/admit"] = [
+            held_back_reply(retry_after="3"),
+            held_back_reply(retry_after="2"),
+            admit_reply(),
+        ]
+        stub.replies["/v1/release"] = release_reply()
+        client, clock = client_for(stub.url)
+        slept = []
+
+        def sleep(seconds):
+            slept.append(seconds)
+            clock.advance(seconds)
+
+        with client.lease(wait_s=10, sleep=sleep) as job:
+            assert job.lease == LEASE
+        assert slept == [3.0, 2.0]
+        assert stub.hits["/v1/admit"] == 3
+        assert stub.hits["/v1/release"] == 1
+
+    def test_gives_up_at_wait_s(self, stub):
+        stub.replies["/v1/admit"] = held_back_reply(retry_after="3")
+        client, clock = client_for(stub.url)
+        slept = []
+
+        def sleep(seconds):
+            slept.append(seconds)
+            clock.advance(seconds)
+
+        with pytest.raises(GpuwatchHeldBack), client.lease(wait_s=5, sleep=sleep):
+            pass
+        assert slept == [3.0, 2.0]  # the second wait ends at the deadline, and the cache still holds back
+        assert stub.hits["/v1/admit"] == 2
+
+    def test_fail_open_runs_the_block_without_a_lease_and_releases_nothing(self, stub):
+        stub.replies["/v1/admit"] = Reply(500, {}, b"")
+        client, _ = client_for(stub.url, fail_open=True)
+        with client.lease(wait_s=30) as job:
+            assert (job.admitted, job.fallback, job.lease) == (True, True, None)
+        assert stub.hits["/v1/release"] == 0
+
+    def test_fail_closed_raises_at_once_without_waiting(self, stub):
+        stub.replies["/v1/admit"] = Reply(500, {}, b"")
+        client, _ = client_for(stub.url, fail_open=False)
+        with (
+            pytest.raises(GpuwatchHeldBack, match="gpuwatch gave no answer") as held,
+            client.lease(wait_s=30, sleep=pytest.fail),
+        ):
+            pass
+        assert held.value.result.fallback
+
+
+class TestLeasesOnRealDaemon:
+    """The books of a real `gpuwatch serve` balance: each lease the client takes, it ends."""
+
+    def test_lease_block_holds_one_lease_and_ends_it(self, lease_node):
+        client = GpuwatchClient(lease_node.url, fail_open=False)
+        with client.lease(class_="default", expected_s=10) as job:
+            assert well_formed(job.lease)
+            assert (job.expected_s, job.expected_basis) == (10.0, "request")
+            uuids = {gpu["index"]: gpu["uuid"] for gpu in lease_node.state()["gpus"]}
+            assert job.uuid == uuids[job.gpu]
+            lease_node.wait_open_leases(1)
+        assert lease_node.release(job.lease).status == 404  # the block released it
+        assert lease_node.wait_open_leases(0) == 0
+
+    def test_a_job_that_raises_still_ends_its_lease(self, lease_node):
+        client = GpuwatchClient(lease_node.url, fail_open=False)
+        leases = []
+
+        def failing_job():
+            with client.lease(expected_s=5) as job:
+                leases.append(job.lease)
+                raise RuntimeError("job failed")
+
+        with pytest.raises(RuntimeError, match="job failed"):
+            failing_job()
+        assert lease_node.release(leases[0]).status == 404
+        assert lease_node.wait_open_leases(0) == 0
+
+    def test_release_twice_is_released_then_not_open(self, lease_node):
+        client = GpuwatchClient(lease_node.url, fail_open=False)
+        job = client.admit("sheddable")
+        first, second = client.release(job.lease), client.release(job.lease)
+        assert (first.outcome, second.outcome) == (RELEASED, NOT_OPEN)
+        assert 0 <= first.held_s < 5
+        assert lease_node.wait_open_leases(0) == 0

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
+from int_apps import LeaseReleasingApp
 from int_procs import Spawner, free_port, http_get
 from int_readme import doc_block, with_addresses
 from sim_nodes import cooling_fault
+
+from gpuwatch.exposure.leases import well_formed
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # The fault comes this long after gpuwatch starts: time to see the node cool and admitting, s.
@@ -17,10 +21,15 @@ FAULT_AT_S = 5.0
 
 
 class Nginx:
-    """nginx with README's server blocks and a stand-in app, on free loopback ports."""
+    """nginx with README's server blocks in front of the app at `app_port`, on free loopback ports.
 
-    def __init__(self, spawner: Spawner, gpuwatch_port: int) -> None:
-        self.port, app_port = free_port(), free_port()
+    Without `app_port`, nginx itself stands in for the app (`return 200 "generated"`).
+    """
+
+    def __init__(self, spawner: Spawner, gpuwatch_port: int, app_port: int | None = None) -> None:
+        self.port = free_port()
+        stand_in = app_port is None
+        app_port = free_port() if app_port is None else app_port
         prefix: Path = spawner.log_dir / "nginx"
         prefix.mkdir()
         servers = with_addresses(
@@ -35,20 +44,30 @@ class Nginx:
             f"    {kind}_temp_path {prefix}/{kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
+        app = f'    server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 "generated\\n"; }} }}\n'
         config = prefix / "nginx.conf"
         config.write_text(
             "worker_processes 1;\nevents { worker_connections 64; }\nhttp {\n    access_log off;\n"
-            f"{temp_paths}\n{servers}\n"
-            f'    server {{ listen 127.0.0.1:{app_port}; location / {{ return 200 "generated\\n"; }} }}\n}}\n'
+            f"{temp_paths}\n{servers}\n{app if stand_in else ''}}}\n"
         )
         argv = [NGINX, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(config)]
         argv += ["-g", f"daemon off; pid {prefix}/nginx.pid;"]
-        ready = lambda: http_get("127.0.0.1", app_port, "/").status == 200  # noqa: E731
+        # Not through `location /`: every request there is an admission, and takes a lease.
+        if stand_in:
+            ready = lambda: http_get("127.0.0.1", app_port, "/").status == 200  # noqa: E731
+        else:
+            ready = lambda: listening(self.port)  # noqa: E731
         spawner.start(argv, name="nginx", ready=ready)
 
-    def get(self, priority: str | None = None):
-        headers = {} if priority is None else {"X-Priority-Class": priority}
-        return http_get("127.0.0.1", self.port, "/v1/images", headers)
+    def get(self, priority: str | None = None, headers: dict[str, str] | None = None):
+        sent = dict(headers or {}) | ({} if priority is None else {"X-Priority-Class": priority})
+        return http_get("127.0.0.1", self.port, "/v1/images", sent)
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on loopback `port` (raises OSError until then)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
 
 
 def assert_busy(answer, states: set[str]) -> None:
@@ -90,3 +109,44 @@ class TestNginxAuthRequest:
     def test_unreachable_gpuwatch_fails_closed_with_500(self, spawner):
         nginx = Nginx(spawner, free_port())
         assert nginx.get().status == 500
+
+
+def transcript(line: str) -> None:
+    """One line of the test's printed summary (`pytest -s` shows it)."""
+    print(f"  {line}", flush=True)  # noqa: T201 - the transcript is the test's report
+
+
+class TestNginxPassesTheLease:
+    """README's block passes each admission's lease upstream; the application's release ends it."""
+
+    def test_the_application_releases_the_lease_nginx_passed_upstream(self, spawner, lease_node):
+        app = LeaseReleasingApp(lease_node.url)
+        try:
+            nginx = Nginx(spawner, lease_node.web_port, app_port=app.port)
+            answers = [nginx.get() for _ in range(3)]
+            forged = nginx.get(headers={"X-GPUWatch-Lease": "ForgedByTheClient00000"})
+        finally:
+            app.close()
+        transcript(
+            "nginx auth_request -> gpuwatch /v1/admit/nginx; proxied to an app that releases the lease"
+        )
+        seen = [json.loads(answer.body) for answer in [*answers, forged]]
+        for number, (answer, body) in enumerate(zip([*answers, forged], seen, strict=True), start=1):
+            assert answer.status == 200
+            assert body["lease"] is not None, "the app got no X-GPUWatch-Lease"
+            assert well_formed(body["lease"]), body
+            assert body["release"] == "released", body
+            assert 0 <= body["held_s"] < 5
+            transcript(
+                f"request {number}: HTTP {answer.status}, upstream got X-GPUWatch-Lease {body['lease']}, "
+                f"its release: {body['release']} after {body['held_s']:g} s"
+            )
+        leases = [body["lease"] for body in seen]
+        assert len(set(leases)) == 4  # one lease per request
+        assert leases[-1] != "ForgedByTheClient00000"  # nginx replaced the client's header
+        transcript("request 4 sent its own X-GPUWatch-Lease: nginx replaced it with gpuwatch's")
+        again = [lease_node.release(lease).status for lease in leases]
+        assert again == [404] * 4
+        transcript(f"gpuwatch, the same leases released again: {' '.join(map(str, again))}")
+        assert lease_node.wait_open_leases(0) == 0
+        transcript(f"gpuwatch /v1/state, open leases: {lease_node.open_leases()}")

@@ -12,6 +12,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.engine import Policy
@@ -59,7 +60,8 @@ def query_gpu_csv(capture: str, phase: str) -> str:
 class Pipeline:
     """A source sampled in virtual time, decided on by the policy, published to a board and rendered.
 
-    `edit` may change each snapshot before the policy sees it (to add faults).
+    `edit` may change each snapshot before the policy sees it (to add faults). The board has a
+    lease book on the virtual clock, read by the policy with each snapshot as the daemon reads it.
     """
 
     def __init__(  # noqa: PLR0913 - test setup, all keywords
@@ -76,7 +78,8 @@ class Pipeline:
         self.source = open_source(spec, self.clock, seed=seed)
         self.sampler = Sampler(self.source, interval_s=interval_s, clock=self.clock)
         self.policy = Policy(config or PolicyConfig(), interval_s)
-        self.board = Board(self.source.spec, lambda decision, _now: decision)
+        self.book = LeaseBook(config or PolicyConfig(), clock=self.clock.monotonic)
+        self.board = Board(self.source.spec, lambda decision, _now: decision, book=self.book)
         self.exposition = MetricsExposition(
             self.board,
             interval_s,
@@ -88,11 +91,13 @@ class Pipeline:
         self._edit = edit or (lambda snapshot: snapshot)
         self.latest: Snapshot | None = None  # the latest snapshot, as edited
 
-    def run(self, samples: int) -> Pipeline:
-        """Take `samples` samples, one interval apart."""
-        for _ in range(samples):
+    def run(self, samples: int, before: Callable[[int], None] | None = None) -> Pipeline:
+        """Take `samples` samples, one interval apart; `before(n)` runs before the n-th (from 0)."""
+        for number in range(samples):
+            if before is not None:
+                before(number)
             snapshot = self.latest = self._edit(self.sampler.sample_once())
-            decision = self.policy.update(snapshot)
+            decision = self.policy.update(snapshot, self.book.leases())
             self.exposition.prepare(snapshot, decision)
             self.board.publish(decision)
             self.clock.advance(self._interval_s)

@@ -19,6 +19,7 @@ RULE_TESTS = sorted((DASHBOARDS / "tests").glob("*.yml"))
 NODE_BOARD = DASHBOARDS / "gpuwatch.json"
 FLEET_BOARD = DASHBOARDS / "gpuwatch-fleet.json"
 FLEET_ALERT = "GPUWatchFleetDefaultSlotsLow"
+LEASE_ALERT = "GPUWatchLeasesExpiring"
 # A recorded series' name: level:metric:operations.
 RECORDED = re.compile(r"\b((?:instance|job):[a-z_]+:[a-z0-9_]+)\b")
 # `0.25 * sum by (job) (gpuwatch_gpu_up`, `0.25 * sum(gpuwatch_gpu_up`, `0.25 * job:gpuwatch_gpu_up:sum`.
@@ -231,6 +232,10 @@ class TestDashboards:
             "gpuwatch_admissions_total",
             "gpuwatch_gpu_slots",
             "gpuwatch_gpu_reserved_jobs",
+            "gpuwatch_gpu_leases",
+            "gpuwatch_leases_ended_total",
+            'how="expired"',  # the panel a gateway that forgets to release shows on
+            "gpuwatch_job_duration_seconds_bucket",
             "gpuwatch_gpu_power_limit_watts",
             "gpuwatch_gpu_sustainable_power_watts",
             "gpuwatch_gpu_temperature_celsius",
@@ -239,6 +244,24 @@ class TestDashboards:
             "gpuwatch_sample_age_seconds",
         ):
             assert metric in queries, metric
+
+    def test_expired_share_panel_draws_the_lease_alert_quantity_and_its_line(self):
+        """The node dashboard's share of expired leases: the lease alert's ratio per node, and its line."""
+        alert = next(rule for rule in rules("alerts") if rule["alert"] == LEASE_ALERT)
+        found = re.fullmatch(r"\(\n(.*)\n\) > ([0-9.]+)\nand .*\n", alert["expr"], re.DOTALL)
+        assert found is not None, alert["expr"]
+        ratio, threshold = found.groups()
+        per_node = ratio.replace("by (job, instance)", "by (instance)").replace(
+            "{how", '{instance=~"$instance", how'
+        )
+        panel = next(panel for panel in panels(dashboard()) if LEASE_ALERT in panel.get("description", ""))
+        assert [target["expr"] for target in panel["targets"]] == [
+            "\n".join(line.strip() for line in per_node.splitlines())
+        ]
+        steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        assert [step["value"] for step in steps if step["color"] == "red"] == [float(threshold)]
+        assert panel["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] == {"mode": "line"}
+        assert 0 < float(threshold) < 1
 
     def test_queries_name_only_metrics_gpuwatch_exports(self):
         exported = set()

@@ -1,4 +1,4 @@
-"""The policy's families, HELP wording, freshness per scrape, live families, one render per decision."""
+"""The policy's families, HELP, freshness per scrape, live and lease families, one render per decision."""
 
 from __future__ import annotations
 
@@ -7,18 +7,21 @@ import dataclasses
 import prometheus_client
 import pytest
 from collector_builders import LABELS, collected, reading, sample, snapshot
-from metrics_helpers import families
+from metrics_helpers import check_metrics, families, samples
 from prometheus_client import CollectorRegistry, generate_latest
 from serve_helpers import gpu, node
 
 from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.leases import DURATION_BUCKETS_S, LeaseBook
 from gpuwatch.exposure.metrics.collector import GpuwatchCollector, Observation
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.metrics.live import LiveCollector
 from gpuwatch.exposure.publication import Publication
-from gpuwatch.exposure.reservations import ReservationBook
 from gpuwatch.exposure.tally import AdmissionTally, tally_slot
+from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass, Slots, ThermalState
+
+CRITICAL, DEFAULT, SHEDDABLE = PriorityClass.CRITICAL, PriorityClass.DEFAULT, PriorityClass.SHEDDABLE
 
 
 class TestDecision:
@@ -132,7 +135,7 @@ class TestLiveFamilies:
         assert fresh.get_sample_value("gpuwatch_sample_age_seconds") == 4.5
 
     def test_slots_and_reservations_follow_the_admissions_taken(self):
-        book = ReservationBook(horizon_s=60.0)
+        book = LeaseBook(PolicyConfig())
         decision = node(gpu(0, slots=Slots(4, 3, 1), reserved=1), gpu(1, slots=Slots(2, 1, 0)))
         publication = Publication(decision, "sim:test", book)
         fresh = CollectorRegistry()
@@ -152,11 +155,166 @@ class TestLiveFamilies:
 
         assert slots(0) == {"critical": 4, "default": 3, "sheddable": 1}
         assert (reserved(0), reserved(1)) == (1, 0)
-        book.take(0)
-        book.take(0)
+        book.take(0, DEFAULT, 10.0)
+        book.take(0, CRITICAL, None)
         assert slots(0) == {"critical": 2, "default": 1, "sheddable": 0}
         assert slots(1) == {"critical": 2, "default": 1, "sheddable": 0}
         assert (reserved(0), reserved(1)) == (3, 0)
+
+
+class Clock:
+    """A monotonic clock the test moves by hand, s."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def leasing(*gpus) -> tuple[MetricsExposition, Board, LeaseBook, Clock]:
+    """An exposition of a board with a lease book on a hand-moved clock; `gpus` (else 0 and 1) published."""
+    clock = Clock()
+    book = LeaseBook(PolicyConfig(), clock=clock)
+    board = Board("sim:test", lambda d, _n: d, book=book)
+    exposition = MetricsExposition(board, 1.0, monotonic=lambda: 0.0)
+    board.publish(node(*(gpus or (gpu(0), gpu(1)))))
+    return exposition, board, book, clock
+
+
+def open_leases(body: bytes) -> dict[tuple[str, str], float]:
+    """gpuwatch_gpu_leases by (gpu, class)."""
+    return {
+        (dict(labels)["gpu"], dict(labels)["class"]): value
+        for labels, value in samples(body, "gpuwatch_gpu_leases").items()
+    }
+
+
+def ended(body: bytes) -> dict[tuple[str, str], float]:
+    """gpuwatch_leases_ended_total by (class, how)."""
+    return {
+        (dict(labels)["class"], dict(labels)["how"]): value
+        for labels, value in samples(body, "gpuwatch_leases_ended_total").items()
+    }
+
+
+class TestLeaseFamilies:
+    """Open leases, leases ended and job durations, read from the book at each scrape."""
+
+    def test_open_leases_follow_takes_and_releases_at_the_next_scrape(self):
+        exposition, _board, book, _clock = leasing()
+        zero = {(index, cls.value): 0.0 for index in ("0", "1") for cls in PriorityClass}
+        assert open_leases(exposition.body()) == zero
+        first = book.take(0, DEFAULT, 10.0)
+        book.take(0, DEFAULT, None)
+        book.take(1, CRITICAL, 3.0)
+        assert open_leases(exposition.body()) == {**zero, ("0", "default"): 2, ("1", "critical"): 1}
+        assert book.release(first.id) is not None
+        # No new decision: the release shows at once.
+        assert open_leases(exposition.body()) == {**zero, ("0", "default"): 1, ("1", "critical"): 1}
+        series = samples(exposition.body(), "gpuwatch_gpu_leases")
+        assert (("class", "critical"), ("gpu", "1"), ("uuid", "GPU-test-0001")) in series
+
+    def test_every_class_and_ending_counted_from_0(self):
+        exposition, _board, book, clock = leasing()
+        assert ended(exposition.body()) == {
+            (cls.value, how): 0.0 for cls in PriorityClass for how in ("released", "expired", "gpu_out")
+        }
+        released = book.take(0, DEFAULT, 10.0)
+        late = book.take(0, CRITICAL, 2.0)  # deadline 2 s + the 5 s grace
+        book.take(1, DEFAULT, 1.0)  # deadline 6 s: never released
+        book.take(1, SHEDDABLE, None)
+        clock.now += 8.0
+        assert book.release(released.id) is not None
+        assert book.release(late.id) is None  # past its deadline: it expired
+        book.leases()  # the sampler's read ends the leases past their deadline
+        assert book.end_gpus([1]) == 1  # GPU 1 out: its sheddable lease ends
+        got = ended(exposition.body())
+        assert {key: value for key, value in got.items() if value} == {
+            ("default", "released"): 1,
+            ("critical", "expired"): 1,
+            ("default", "expired"): 1,
+            ("sheddable", "gpu_out"): 1,
+        }
+        assert open_leases(exposition.body()) == {
+            (index, cls.value): 0.0 for index in ("0", "1") for cls in PriorityClass
+        }
+
+    def test_job_durations_of_released_leases_in_cumulative_buckets(self):
+        exposition, _board, book, clock = leasing()
+        held_s = (0.5, 4.0, 12.0, 12.0, 700.0)
+        for seconds in held_s:
+            lease = book.take(0, DEFAULT, 600.0)  # deadline 900 s: every one of them is released
+            clock.now += seconds
+            assert book.release(lease.id) is not None
+        expired = book.take(0, DEFAULT, 1.0)
+        clock.now += 30.0
+        assert book.release(expired.id) is None  # expired: not a job duration
+        body = exposition.body()
+        buckets = {
+            dict(labels)["le"]: value
+            for labels, value in samples(body, "gpuwatch_job_duration_seconds_bucket").items()
+            if dict(labels)["class"] == "default"
+        }
+        bounds = ["+Inf" if bound == float("inf") else repr(bound) for bound in DURATION_BUCKETS_S]
+        assert list(buckets) == bounds
+        assert buckets == {le: float(sum(seconds <= float(le) for seconds in held_s)) for le in bounds}
+        assert buckets["5.0"] == 2
+        assert buckets["600.0"] == 4
+        assert buckets["+Inf"] == 5
+        default = (("class", "default"),)
+        assert samples(body, "gpuwatch_job_duration_seconds_count")[default] == 5
+        assert samples(body, "gpuwatch_job_duration_seconds_sum")[default] == sum(held_s)
+        critical = (("class", "critical"),)
+        assert samples(body, "gpuwatch_job_duration_seconds_count")[critical] == 0
+        histogram = families(body)["gpuwatch_job_duration_seconds"]
+        assert histogram.type == "histogram"
+        assert "in seconds" in histogram.documentation
+        result = check_metrics(body)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout + result.stderr == ""
+
+    def test_gpus_are_the_published_decisions(self):
+        exposition, board, book, _clock = leasing()
+        book.take(1, DEFAULT, 10.0)
+        assert open_leases(exposition.body())["1", "default"] == 1
+        board.publish(node(gpu(0), sequence=2))  # GPU 1 left the node
+        assert set(open_leases(exposition.body())) == {("0", cls.value) for cls in PriorityClass}
+
+    def test_rendered_again_only_after_a_lease_or_a_decision_changed(self):
+        exposition, board, book, _clock = leasing()
+        leases = exposition.leases
+        assert leases is not None
+        calls = []
+        real_collect = leases.collect
+
+        def counting_collect():
+            calls.append(1)
+            return real_collect()
+
+        leases.collect = counting_collect
+        first = exposition.body()
+        assert exposition.body() == first
+        assert len(calls) == 1
+        held = book.take(0, SHEDDABLE, 5.0)
+        exposition.body()
+        assert len(calls) == 2
+        book.release(held.id)
+        exposition.body()
+        exposition.body()
+        assert len(calls) == 3
+        board.publish(node(gpu(0), gpu(1), sequence=2))
+        exposition.body()
+        assert len(calls) == 4
+
+    def test_no_book_no_lease_families(self):
+        board = Board("sim:test", lambda d, _n: d)
+        exposition = MetricsExposition(board, 1.0)
+        board.publish(node(gpu(0)))
+        assert exposition.leases is None
+        names = set(families(exposition.body()))
+        assert "gpuwatch_gpu_slots" in names
+        assert not names & {"gpuwatch_gpu_leases", "gpuwatch_leases_ended", "gpuwatch_job_duration_seconds"}
 
 
 class TestExposition:

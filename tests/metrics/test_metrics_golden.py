@@ -1,7 +1,8 @@
 """Golden /metrics files: real captures replayed through sampler, policy and collector, diffed and linted.
 
 Each case plays recorded telemetry (or a seeded simulation) in virtual time and compares the
-whole exposition with tests/metrics/golden/<case>.prom. After an intended change, rewrite them
+whole exposition with tests/metrics/golden/<case>.prom. One of them (sim_leases) has gateways
+taking leases as it plays, releasing most and forgetting some. After an intended change, rewrite them
 with `GPUWATCH_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/metrics/test_metrics_golden.py`
 and review the diff.
 """
@@ -24,6 +25,9 @@ from metrics_helpers import (
     query_gpu_csv,
     with_xids,
 )
+
+from gpuwatch.exposure.leases import Held
+from gpuwatch.policy.decision import PriorityClass
 
 UPDATE = os.environ.get("GPUWATCH_UPDATE_GOLDEN") == "1"
 CAPTURE = DATA_DIR / "nvidia-smi-q" / "H100-80GB-HBM3_driver590_idle-and-load_capture.txt"
@@ -56,15 +60,47 @@ def _XIDS_AND_LOST(snapshot):  # noqa: N802 - a constant edit, named as one
     return _GPU_1_LOST(_XID_79(snapshot))
 
 
+# Gateways on two cool H100s, one sample a second: each second a default job of 8 s on GPU 0 and
+# GPU 1 in turn, released when it ends, except every third, which is never released (it expires
+# at 8 s + the 5 s grace); from second 2, a critical job of unknown length that stays open (its
+# deadline is the 60 s horizon); at second 3, a sheddable job released 25 s later.
+DEFAULT_JOB_S = 8.0
+SHEDDABLE_HELD_S = 25
+
+
+def _lease_traffic(pipeline: Pipeline) -> Callable[[int], None]:
+    """Takes and releases leases in `pipeline`'s book before each sample (second) `n`."""
+    book = pipeline.book
+    ends: dict[int, list[Held]] = {}
+
+    def before(second: int) -> None:
+        for held in ends.pop(second, ()):
+            assert book.release(held.id) is not None
+        held = book.take(second % 2, PriorityClass.DEFAULT, DEFAULT_JOB_S)
+        if second % 3:
+            ends.setdefault(second + int(DEFAULT_JOB_S), []).append(held)
+        if second == 2:
+            book.take(1, PriorityClass.CRITICAL, None)
+        if second == 3:
+            shed = book.take(0, PriorityClass.SHEDDABLE, None)
+            ends.setdefault(second + SHEDDABLE_HELD_S, []).append(shed)
+
+    return before
+
+
 @dataclass(frozen=True)
 class Case:
-    """A golden case: how to make its source spec in a scratch folder, and how long to play it."""
+    """A golden case: how to make its source spec in a scratch folder, and how long to play it.
+
+    `traffic` gives what runs before each sample (gateways taking and releasing leases).
+    """
 
     name: str
     spec: Callable[[Path], str]
     samples: int
     dcgm: bool = False
     edit: Edit | None = None
+    traffic: Callable[[Pipeline], Callable[[int], None]] | None = None
 
 
 def _capture_csv(phase: str) -> Callable[[Path], str]:
@@ -99,13 +135,14 @@ CASES = (
     Case("sim_cooling_fault", _scenario, samples=60),
     Case("sim_cooling_fault_dcgm", _scenario, samples=60, dcgm=True),
     Case("sim_lost_gpu_and_xids", lambda _folder: "sim:2xH100", samples=6, edit=_XIDS_AND_LOST),
+    Case("sim_leases", lambda _folder: "sim:2xH100", samples=40, traffic=_lease_traffic),
 )
 
 
 def _render(case: Case, folder: Path) -> bytes:
     pipeline = Pipeline(case.spec(folder), dcgm=case.dcgm, edit=case.edit)
     try:
-        pipeline.run(case.samples)
+        pipeline.run(case.samples, None if case.traffic is None else case.traffic(pipeline))
         # Some traffic, so that admissions_total shows counts: 5 admitted and 2 refused defaults.
         counts = pipeline.board.tally.counts
         counts[3] += 5

@@ -7,12 +7,16 @@ job "gpuwatch" (a fleet with free default slots to spare):
   - "xid": a recording replayed, in which GPU 0 reports XID 79 (the sim source makes no XIDs);
 and one more as the scrape job "gpuwatch-hot", a fleet of one node that runs out of default slots:
   - "fan": one simulated H100 whose fan fails a second in (tests/sim_nodes.py).
+Gateways ask all but "cool" to admit jobs of 1 s: the one in front of "xid" releases every lease,
+the ones in front of "hot" and "fan" forget to, so their leases expire (and the lease alert fires
+for them alone).
 The rules are loaded as they are, except that every `for:` is cut to 2 s (the test lasts
 seconds, not minutes); their `for:` logic is what `promtool test rules` covers.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -60,11 +64,17 @@ MAIN_FLEET = "gpuwatch"
 HOT_FLEET = "gpuwatch-hot"
 # The scrape job of each daemon.
 FLEETS = {"hot": MAIN_FLEET, "cool": MAIN_FLEET, "xid": MAIN_FLEET, "fan": HOT_FLEET}
-# The daemons that get admit requests. Each admission holds a slot until the samples show the
-# job's power, at most the policy's horizon (60 s), and the simulated power does not follow
-# admissions: 5 requests a second take every slot of a node within seconds. "cool" gets none, so
-# that its free slots (64, the cap on two GPUs) keep its fleet above the fleet alert's line.
+# The daemons that get admit requests, for jobs of JOB_S. Each admission is a lease that holds
+# its slot until it is released or expires (JOB_S plus the 5 s grace), and the simulated power
+# does not follow admissions: 5 requests a second take every slot of a node within seconds. "cool"
+# gets none, so that its free slots (64, the cap on two GPUs) keep its fleet above the fleet
+# alert's line.
 TRAFFIC = ("hot", "xid", "fan")
+# The daemons whose gateway releases each lease at its next round (0.2 s later); the others'
+# never do, so all their leases expire.
+RELEASING = ("xid",)
+JOB_S = 1.0
+LEASE_ALERT = "GPUWatchLeasesExpiring"
 FLEET_ALERT = "GPUWatchFleetDefaultSlotsLow"
 CLASSES = ("critical", "default", "sheddable")
 # Seconds of recorded samples the rules are compared over, and of scraped samples before them.
@@ -131,7 +141,10 @@ def stack(tmp_path_factory):
         prometheus.wait_ready()
         traffic = threading.Thread(
             target=_admit_traffic,
-            args=([port for name, port in ports.items() if name in TRAFFIC], stop_traffic),
+            args=(
+                {port: name in RELEASING for name, port in ports.items() if name in TRAFFIC},
+                stop_traffic,
+            ),
             daemon=True,
         )
         traffic.start()
@@ -144,15 +157,24 @@ def stack(tmp_path_factory):
             daemon.kill()
 
 
-def _admit_traffic(ports: list[int], stop: threading.Event) -> None:
-    """Jobs asking to start on every node, 5 times a second per class, for admissions_total."""
+def _admit_traffic(ports: dict[int, bool], stop: threading.Event) -> None:
+    """Jobs of JOB_S asking to start on every node, 5 times a second per class; released if the port's value.
+
+    For admissions_total, and leases taken, released and expired.
+    """
+    leases: dict[int, list[str]] = {port: [] for port in ports}
     while not stop.wait(0.2):
-        for port in ports:
-            for priority in ("critical", "default", "sheddable"):
-                try:
-                    get(port, f"/v1/admit?class={priority}")
-                except OSError:
-                    return
+        for port, releases in ports.items():
+            try:
+                for lease in leases[port]:
+                    assert get(port, f"/v1/release?lease={lease}", method="POST").status == 200
+                leases[port] = []
+                for priority in CLASSES:
+                    answer = get(port, f"/v1/admit?class={priority}&expected_s={JOB_S:g}")
+                    if answer.status == 200 and releases:
+                        leases[port].append(answer.json()["lease"])
+            except OSError:
+                return
 
 
 def has_data(prometheus: Prometheus, expr: str, timeout_s: float = DATA_TIMEOUT_S) -> list[dict]:
@@ -184,6 +206,61 @@ class TestAlerts:
                 f"GPUWatchCriticalXID did not fire; firing: {prometheus.firing()}"
             )
             time.sleep(0.5)
+
+
+def ended_by_how(prometheus: Prometheus, target: str) -> dict[str, float]:
+    """gpuwatch_leases_ended_total of the node at `target` now, summed over classes, by how."""
+    query = f'sum by (how) (gpuwatch_leases_ended_total{{instance="{target}"}})'
+    return {s["metric"]["how"]: float(s["value"][1]) for s in prometheus.api("query", query=query)["result"]}
+
+
+class TestLeases:
+    """Leases taken, released and expired by the gateways show in the lease families and their alert."""
+
+    def test_the_forgetful_gateways_leases_expire_the_releasing_ones_are_released(self, stack):
+        prometheus, targets = stack
+        for name in ("hot", "fan"):
+            until(
+                lambda name=name: ended_by_how(prometheus, targets[name]).get("expired"), f"{name}: expiries"
+            )
+            assert ended_by_how(prometheus, targets[name])["released"] == 0
+        xid = until(lambda: ended_by_how(prometheus, targets["xid"]).get("released"), "xid: releases")
+        assert xid > 0
+        assert ended_by_how(prometheus, targets["xid"])["expired"] == 0
+        assert set(ended_by_how(prometheus, targets["cool"]).values()) == {0}
+        # The forgetful node's leases were open at some scrape; the releasing node's durations are
+        # the 0.2 s between rounds, in the first bucket.
+        opened = f'max_over_time(sum(gpuwatch_gpu_leases{{instance="{targets["hot"]}"}})[1m:1s])'
+        assert float(prometheus.api("query", query=opened)["result"][0]["value"][1]) > 0
+        counted = f'sum(gpuwatch_job_duration_seconds_bucket{{instance="{targets["xid"]}", le="1.0"}})'
+        assert float(prometheus.api("query", query=counted)["result"][0]["value"][1]) > 0
+
+    def test_job_duration_quantile_panel_gives_the_releasing_nodes_durations(self, stack):
+        prometheus, targets = stack
+        (expr,) = [
+            expr
+            for title, expr in panel_queries()
+            if "histogram_quantile(0.9" in expr and "quantiles" in title
+        ]
+        until(lambda: ended_by_how(prometheus, targets["xid"]).get("released"), "xid: releases")
+
+        def quantiles() -> list[float]:
+            series = prometheus.api("query", query=expr)["result"]
+            values = [float(s["value"][1]) for s in series if s["metric"]["instance"] == targets["xid"]]
+            return [value for value in values if not math.isnan(value)]  # NaN: a class nothing released
+
+        found = until(quantiles, "a 0.9 quantile of xid's job durations")
+        assert all(0 < value <= 1.0 for value in found), found
+
+    def test_lease_alert_fires_for_the_forgetful_nodes_alone(self, stack):
+        prometheus, targets = stack
+        until(
+            lambda: (LEASE_ALERT, targets["hot"]) in prometheus.firing(),
+            f"{LEASE_ALERT} firing for the hot node",
+        )
+        firing = {instance for name, instance in prometheus.firing() if name == LEASE_ALERT}
+        assert targets["xid"] not in firing
+        assert targets["cool"] not in firing
 
 
 class TestDashboard:

@@ -12,14 +12,23 @@ import pytest
 from collector_builders import reading, sample, snapshot
 from metrics_helpers import Pipeline, samples
 from prometheus_client import generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.samples import Sample
 from serve_helpers import gpu, node
 
 from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.leases import LeaseBook
 from gpuwatch.exposure.metrics import text
 from gpuwatch.exposure.metrics.exposition import MetricsExposition
 from gpuwatch.exposure.metrics.text import TextRenderer
 from gpuwatch.exposure.tally import tally_slot
+from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision, PriorityClass, ThermalState
 
 TIMEOUT_S = 10.0
@@ -54,7 +63,14 @@ def odd_families() -> Families:
     info = InfoMetricFamily("odd_build", "An info family.", value={"version": "1"})
     unlabelled = GaugeMetricFamily("odd_plain", "No labels.", value=3.0)
     empty = GaugeMetricFamily("odd_empty", "No samples.", labels=["x"])
-    return Families(gauge, counter, created, stamped, info, unlabelled, empty)
+    histogram = HistogramMetricFamily("odd_seconds", 'A histogram, "quoted".', labels=["class"])
+    histogram.add_metric(['free "tier"'], [("0.5", 1.0), ("1e+07", 3.0), ("+Inf", 4.0)], 1234567.25)
+    histogram.add_metric(["paid"], [("0.5", 0.0), ("1e+07", 0.0), ("+Inf", 0.0)], 0.0)
+    # An OpenMetrics-only sample in a histogram: left to generate_latest, which moves it to the end.
+    created_histogram = HistogramMetricFamily("odd_created_seconds", "A histogram with _created.")
+    created_histogram.add_metric([], [("1.0", 2.0), ("+Inf", 2.0)], 0.5)
+    created_histogram.samples.append(Sample("odd_created_seconds_created", {}, 1700000000.0))
+    return Families(gauge, counter, created, stamped, info, unlabelled, empty, histogram, created_histogram)
 
 
 class TestTextRenderer:
@@ -81,11 +97,32 @@ class TestTextRenderer:
             pipeline.run(5)
             exposition = pipeline.exposition
             renderer = TextRenderer()
-            for registry in (exposition.registry, exposition.dcgm_registry, exposition.live_registry):
+            pipeline.book.take(3, PriorityClass.DEFAULT, 10.0)
+            released = pipeline.book.take(5, PriorityClass.CRITICAL, 10.0)
+            pipeline.clock.advance(4.0)
+            assert pipeline.book.release(released.id) is not None
+            for registry in (
+                exposition.registry,
+                exposition.dcgm_registry,
+                exposition.live_registry,
+                exposition.leases,
+            ):
                 if registry is not None:
                     assert renderer.render(registry) == generate_latest(registry)
         finally:
             pipeline.close()
+
+    def test_histograms_are_written_here_not_by_generate_latest(self, monkeypatch):
+        histogram = HistogramMetricFamily("some_seconds", "A histogram.", labels=["class"])
+        histogram.add_metric(["a"], [("1.0", 1.0), ("+Inf", 2.0)], 3.5)
+        families = Families(histogram)
+        expected = generate_latest(families)
+
+        def refuse(_collector):
+            raise AssertionError("generate_latest was asked to render a plain histogram")
+
+        monkeypatch.setattr(text, "generate_latest", refuse)
+        assert TextRenderer().render(families) == expected
 
     def test_a_full_label_cache_is_emptied_and_stays_correct(self, monkeypatch):
         monkeypatch.setattr(text, "MAX_CACHED_LABEL_SETS", 3)
@@ -258,6 +295,22 @@ class TestServedText:
         assert all(samples(body, "gpuwatch_admissions_total")[key] == 0 for body in both(exposition))
         board.tally.counts[tally_slot(PriorityClass.DEFAULT, admitted=True)] += 5
         assert all(samples(body, "gpuwatch_admissions_total")[key] == 5 for body in both(exposition))
+
+    def test_leases_are_read_at_each_scrape_in_both_encodings(self):
+        book = LeaseBook(PolicyConfig())
+        board = Board("sim:test", lambda d, _n: d, book=book)
+        exposition = MetricsExposition(board, 1.0, monotonic=lambda: 0.0)
+        published(exposition, board, node(gpu(0)), 60.0)
+        key = tuple(sorted({**LABELS, "class": "default"}.items()))
+        released = (("class", "default"), ("how", "released"))
+        held = book.take(0, PriorityClass.DEFAULT, 10.0)
+        for body in both(exposition):
+            assert samples(body, "gpuwatch_gpu_leases")[key] == 1
+            assert samples(body, "gpuwatch_leases_ended_total")[released] == 0
+        assert book.release(held.id) is not None
+        for body in both(exposition):
+            assert samples(body, "gpuwatch_gpu_leases")[key] == 0
+            assert samples(body, "gpuwatch_leases_ended_total")[released] == 1
 
     def test_a_render_of_an_older_decision_never_replaces_a_newer_one(self):
         stale = [0]

@@ -12,7 +12,7 @@ from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import ALL_CLASSES, PriorityClass, ThermalState
 from gpuwatch.policy.engine import Policy, expire
-from gpuwatch.policy.reservations import Ledger
+from gpuwatch.policy.leases import Lease, Leases, Ledger
 from gpuwatch.sampler.loop import Sampler
 from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.model import ClockEventReason, GpuHealth, RecoveryAction
@@ -192,19 +192,33 @@ class TestFailed:
         assert decision.admits == NOTHING
 
 
-class TestReservations:
-    """Admissions in the ledger count against the slots until the samples show them; a lost GPU drops them."""
+def leases(
+    *open_: tuple[int, float, float | None], taken: int | None = None, **held: tuple[float, ...]
+) -> Leases:
+    """GPU 0's open leases as (number, taken at, expected s), and released held times by class name."""
+    opened = tuple(
+        Lease(n, at, PriorityClass.DEFAULT, expected, at + (expected or 60.0) + 5.0)
+        for n, at, expected in open_
+    )
+    count = max((n for n, _, _ in open_), default=0) if taken is None else taken
+    durations = {PriorityClass(name): values for name, values in held.items()}
+    return Leases(gpus={0: Ledger(taken=count, open=opened)}, held_s=durations)
 
-    def test_reserved_admissions_come_off_the_slots(self):
+
+class TestLeases:
+    """Leases in the book are planned with until their jobs end; a lost GPU plans none."""
+
+    def test_leases_still_to_show_come_off_the_slots(self):
         p = policy()
         drive(p, [20.0] * 10, power_w=100.0)
         free = p.update(snapshot(10.0, sample(0, reading(10.0, 20.0, power_w=100.0)), sequence=11)).gpus[0]
-        ledger = Ledger(2, ((1, 10.5), (2, 10.6)))
         booked = p.update(
-            snapshot(11.0, sample(0, reading(11.0, 20.0, power_w=100.0)), sequence=12), {0: ledger}
+            snapshot(11.0, sample(0, reading(11.0, 20.0, power_w=100.0)), sequence=12),
+            leases((1, 10.5, None), (2, 10.6, None)),
         )
         gpu = booked.gpus[0]
-        assert (gpu.reserved, gpu.reservations_counted) == (2, 2)
+        assert (gpu.reserved, gpu.pending, gpu.reservations_counted) == (2, 2, 2)
+        assert gpu.leases_of(PriorityClass.DEFAULT) == 2
         assert (
             2 <= free.slots.default < PolicyConfig().max_slots
         )  # not the cap: the limit is not safe at 20 °C
@@ -214,20 +228,39 @@ class TestReservations:
     def test_a_step_of_their_power_shows_them(self):
         p = policy(job_power_w=200.0)
         drive(p, [30.0] * 10, power_w=100.0)
-        ledger = Ledger(2, ((1, 9.5), (2, 9.6)))
         gpu = p.update(
-            snapshot(10.0, sample(0, reading(10.0, 26.0, power_w=500.0)), sequence=11), {0: ledger}
+            snapshot(10.0, sample(0, reading(10.0, 26.0, power_w=500.0)), sequence=11),
+            leases((1, 9.5, None), (2, 9.6, None)),
         ).gpus[0]
-        assert gpu.reserved == 0
+        assert (gpu.reserved, gpu.pending) == (2, 0)
 
-    def test_a_failed_gpu_keeps_none(self):
+    def test_a_failed_gpu_plans_none(self):
         p = policy()
         drive(p, [30.0] * 3)
-        ledger = Ledger(3, ((1, 3.5), (2, 3.6), (3, 3.7)))
-        gpu = p.update(snapshot(4.0, sample(0, None, health=GpuHealth.LOST), sequence=4), {0: ledger}).gpus[0]
+        book = leases((1, 3.5, None), (2, 3.6, None), (3, 3.7, None))
+        gpu = p.update(snapshot(4.0, sample(0, None, health=GpuHealth.LOST), sequence=4), book).gpus[0]
         assert (gpu.reserved, gpu.reservations_counted) == (0, 3)
-        gpu = p.update(snapshot(5.0, sample(0, reading(5.0)), sequence=5), {0: ledger}).gpus[0]
-        assert gpu.reserved == 0  # dropped for good, not counted again once it is back
+
+    def test_the_class_duration_is_learned_from_released_leases(self):
+        p = policy(job_seconds={"default": 30.0})
+        drive(p, [30.0] * 3)
+        configured = p.update(snapshot(3.0, sample(0, reading(3.0)), sequence=4), leases())
+        assert configured.job_plan(PriorityClass.DEFAULT) == (30.0, "configured")
+        assert configured.job_plan(PriorityClass.CRITICAL) == (None, "unknown")
+        learned = p.update(
+            snapshot(4.0, sample(0, reading(4.0)), sequence=5),
+            leases(default=tuple(float(s) for s in range(1, 11))),
+        )
+        seconds, basis = learned.job_plan(PriorityClass.DEFAULT)
+        assert basis == "learned"
+        assert seconds == pytest.approx(9.1)  # the 0.9 quantile of 1..10 s
+
+    def test_pulses_leave_more_slots_than_steps(self):
+        steps, pulses = policy(), policy(job_seconds={"default": 8.0, "critical": 8.0, "sheddable": 8.0})
+        for p in (steps, pulses):
+            drive(p, [20.0] * 10, power_w=100.0)
+        at = snapshot(10.0, sample(0, reading(10.0, 20.0, power_w=100.0)), sequence=11)
+        assert pulses.update(at).gpus[0].slots.default > steps.update(at).gpus[0].slots.default
 
 
 class TestKOfN:
@@ -337,3 +370,36 @@ class TestSimulatedFault:
         assert slowdown_at is not None
         assert slowdown_at - hot_at >= 60  # held back a minute or more before the slowdown
         assert others == {ThermalState.OK}
+
+
+class TestReleasesTeach:
+    """The fall a released job leaves teaches ΔP_job, as a start's rise does (DESIGN §2)."""
+
+    def test_a_release_fall_is_a_job_power_measurement(self):
+        p = policy()
+        drive(p, [30.0] * 5, power_w=100.0)
+        started = Leases(gpus={0: Ledger(taken=1, open=(Lease(1, 4.5, PriorityClass.DEFAULT, 10.0, 20.0),))})
+        gpu = p.update(snapshot(5.0, sample(0, reading(5.0, 30.0, power_w=300.0)), sequence=6), started).gpus[
+            0
+        ]
+        assert gpu.job_power_w == pytest.approx(200.0)
+        released = Leases(gpus={0: Ledger(taken=1, released=((1, 5.5),))})
+        gpu = p.update(
+            snapshot(6.0, sample(0, reading(6.0, 30.0, power_w=140.0)), sequence=7), released
+        ).gpus[0]
+        assert gpu.job_power_w == pytest.approx(180.0)  # the median of the 200 W rise and the 160 W fall
+
+    def test_a_fall_with_a_start_in_it_teaches_nothing(self):
+        p = policy()
+        drive(p, [30.0] * 5, power_w=100.0)
+        started = Leases(gpus={0: Ledger(taken=1, open=(Lease(1, 4.5, PriorityClass.DEFAULT, 10.0, 20.0),))})
+        p.update(snapshot(5.0, sample(0, reading(5.0, 30.0, power_w=300.0)), sequence=6), started)
+        both = Leases(
+            gpus={
+                0: Ledger(
+                    taken=2, open=(Lease(2, 5.6, PriorityClass.DEFAULT, 10.0, 20.0),), released=((1, 5.5),)
+                )
+            }
+        )
+        gpu = p.update(snapshot(6.0, sample(0, reading(6.0, 30.0, power_w=140.0)), sequence=7), both).gpus[0]
+        assert gpu.job_power_w == pytest.approx(200.0)

@@ -65,6 +65,14 @@ class TestFile:
                 r'^f\.toml:2: log\.level: must be one of debug, info, warn, error \(got "loud"\)',
             ),
             ("[policy]\n\nstate_hold_s = -1\n", r"^f\.toml:3: policy\.state_hold_s: must be >= 0, got -1"),
+            (
+                "[policy]\n\njob_seconds = {default = 10, premium = 3}\n",
+                r"^f\.toml:3: policy\.job_seconds\.premium: unknown class; valid classes: critical",
+            ),
+            (
+                "[policy.job_seconds]\ndefault = 10\ncritical = -3\n",
+                r"^f\.toml:3: policy\.job_seconds\.critical: must be a number of seconds > 0, got -3",
+            ),
             ("log = 3\n", r"^f\.toml:1: log: must be a table \[log\] \(got 3\)"),
             (
                 "interval = 1\n",

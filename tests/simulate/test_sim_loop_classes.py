@@ -146,7 +146,9 @@ class TestReservationsInTheLoop:
             controller.close()
 
 
-def _result(name: str, completed: int, classes: dict[PriorityClass, int] | None = None) -> ControllerResult:
+def _result(
+    name: str, completed: int, classes: dict[PriorityClass, int] | None = None, *, slow_s: float = 0.0
+) -> ControllerResult:
     rows = tuple(
         ClassResult(priority, arrived=100, completed=done, timed_out=100 - done, p95_latency_s=30.0)
         for priority, done in (classes or {}).items()
@@ -160,7 +162,7 @@ def _result(name: str, completed: int, classes: dict[PriorityClass, int] | None 
         unfinished=0,
         p50_latency_s=20.0,
         p95_latency_s=30.0,
-        slowdown_gpu_s=0.0,
+        slowdown_gpu_s=slow_s,
         hw_slowdown_gpu_s=0.0,
         max_temperature_c=80.0,
         energy_kwh=1.0,
@@ -169,27 +171,54 @@ def _result(name: str, completed: int, classes: dict[PriorityClass, int] | None 
     )
 
 
+RELEASING = one_gpu()
+
+
 class TestTargets:
-    """The target lines: more than static (as many where static already matches the oracle), class shares."""
+    """The target lines: the oracle's share by spread, no fewer than static where it kept cool, class shares."""
 
-    def test_more_than_static_is_required_while_the_oracle_does_better(self):
-        lines = report.targets([_result("gpuwatch", 250), _result("static", 250), _result("oracle", 260)])
-        assert "gpuwatch completed 250, more than static's 250: MISSED" in lines
+    def test_no_fewer_than_static_where_static_kept_out_of_slowdown(self):
+        lines = report.targets(
+            [_result("gpuwatch", 249), _result("static", 250), _result("oracle", 256)], RELEASING
+        )
+        assert "gpuwatch completed 249, no fewer than static's 250: MISSED" in lines
+        lines = report.targets(
+            [_result("gpuwatch", 250), _result("static", 250), _result("oracle", 256)], RELEASING
+        )
+        assert "gpuwatch completed 250, no fewer than static's 250: met" in lines
 
-    def test_as_many_as_static_is_enough_where_static_matches_the_oracle(self):
-        lines = report.targets([_result("gpuwatch", 260), _result("static", 260), _result("oracle", 260)])
-        assert any(
-            line.startswith("gpuwatch completed 260, static 260") and line.endswith(": met") for line in lines
+    def test_no_target_against_a_static_that_let_gpus_slow_down(self):
+        static = _result("static", 260, slow_s=40.0)
+        lines = report.targets([_result("gpuwatch", 255), static, _result("oracle", 260)], RELEASING)
+        assert "gpuwatch completed 255, static 260 with 40 GPU·s of slowdown (no target): met" in lines
+
+    def test_the_oracles_share_depends_on_the_spread(self):
+        results = [_result("gpuwatch", 96), _result("oracle", 100)]
+        assert "gpuwatch completed 96.0% of the oracle's 100 (target >= 97%): MISSED" in report.targets(
+            results, RELEASING
+        )
+        wide = dataclasses.replace(RELEASING, spread=0.3)
+        assert "gpuwatch completed 96.0% of the oracle's 100 (target >= 95%): met" in report.targets(
+            results, wide
         )
 
+    def test_a_proxy_that_never_releases_is_held_to_no_slowdown_only(self):
+        never = dataclasses.replace(RELEASING, releases=False)
+        results = [_result("gpuwatch", 200), _result("static", 250), _result("oracle", 260)]
+        assert report.targets(results, never) == ["gpuwatch thermal slowdown 0 GPU·s (target 0): met"]
+        told = dataclasses.replace(
+            never, policy=dataclasses.replace(never.policy, job_seconds=((DEFAULT, 20.0),))
+        )
+        assert "gpuwatch completed 200, no fewer than static's 250: MISSED" in report.targets(results, told)
+
     def test_class_shares_against_the_oracle(self):
-        ours = _result("gpuwatch", 250, {CRITICAL: 97, DEFAULT: 96, SHEDDABLE: 57})
+        ours = _result("gpuwatch", 254, {CRITICAL: 97, DEFAULT: 96, SHEDDABLE: 61})
         oracle = _result("oracle", 260, {CRITICAL: 99, DEFAULT: 100, SHEDDABLE: 61})
-        lines = report.targets([ours, oracle])
+        lines = report.targets([ours, oracle], RELEASING)
         assert "gpuwatch completed 98.0% of the oracle's 99 critical jobs (target >= 99%): MISSED" in lines
         assert "gpuwatch completed 96.0% of the oracle's 100 default jobs (target >= 95%): met" in lines
-        assert "gpuwatch completed 96.2% of the oracle's 260 (target >= 95%): met" in lines
-        assert not report.met([ours, oracle])  # paid work short of the oracle's fails the run
+        assert "gpuwatch completed 97.7% of the oracle's 260 (target >= 97%): met" in lines
+        assert not report.met([ours, oracle], RELEASING)  # paid work short of the oracle's fails the run
 
 
 @pytest.mark.slow

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 from sim_loop_helpers import HOT_TOML
 
-from gpuwatch.policy.decision import NodeDecision, ThermalState
+from gpuwatch.policy.decision import NodeDecision, PriorityClass, ThermalState
 from gpuwatch.sampler.loop import EXCEPTION, Sampler
-from gpuwatch.simulate import runner
+from gpuwatch.simulate import engine, runner
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers import make_controller
 from gpuwatch.simulate.controllers.base import Hold, Start
+from gpuwatch.simulate.controllers.gpuwatch import GpuwatchController
 from gpuwatch.simulate.scenario_file import parse_scenario
-from gpuwatch.simulate.workload import Job
+from gpuwatch.simulate.workload import Job, draw_jobs
 from gpuwatch.sources.clock import ManualClock
 
 
@@ -126,3 +128,40 @@ class TestInlineSampler:
         snapshot = sampler.sample_once()
         assert dict(snapshot.health.failures) == {EXCEPTION: 1}
         assert "broken source failed" in snapshot.health.source_error
+
+
+class TestLeasesInTheLoop:
+    """Gateways release each lease when its job ends; a proxy that never releases leaves them to expire."""
+
+    @pytest.mark.parametrize("releases", [True, False])
+    def test_the_books_balance(self, releases):
+        scenario = dataclasses.replace(parse_scenario(HOT_TOML), releases=releases, duration_s=240.0)
+        jobs = draw_jobs(scenario.arrivals, scenario.duration_s, scenario.jobs, scenario.seed)
+        made: list[GpuwatchController] = []
+
+        def keep(name, *args, **kwargs):
+            controller = make_controller(name, *args, **kwargs)
+            made.append(controller)
+            return controller
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(engine, "make_controller", keep)
+            result = engine.run_one(scenario, "gpuwatch", jobs)
+        (book,) = made[0]._books
+        ended = book.ended_counts()
+        released = sum(n for (_, how), n in ended.items() if how == "released")
+        expired = sum(n for (_, how), n in ended.items() if how == "expired")
+        assert result.completed > 20
+        # Every job's lease ended once, and no lease is left open once the last job has ended
+        # and the last deadline passed (a lease of unknown duration lasts the 60 s horizon).
+        assert book.open == 0 or not releases
+        if releases:
+            # A job running past twice its plan (or, before durations are learned, the horizon)
+            # is released after its lease's deadline: rare.
+            assert released + expired == result.completed
+            assert expired <= 0.05 * result.completed
+            assert made[0].decisions[0].job_plan(PriorityClass.DEFAULT)[1] == "learned"
+        else:
+            assert released == 0
+            assert expired + book.open == result.completed
+            assert made[0].decisions[0].job_plan(PriorityClass.DEFAULT)[1] == "unknown"

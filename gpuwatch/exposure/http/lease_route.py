@@ -2,12 +2,14 @@
 
 200 with the GPU and how long the lease was held; 404 for a lease that is unknown or already
 ended (released, expired, or its GPU went out); 400 for an id that cannot be one gpuwatch hands
-out, naming what is wrong. Only the holder of a lease knows its id, so only it can end it.
+out, naming what is wrong. Only the holder of a lease knows its id, so only it can end it. A body
+sent with the POST is read and ignored; a query string on the DELETE is ignored. No lease id is
+logged: it is the only credential a lease has.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.http.responses import Response, error_response, json_response
@@ -24,6 +26,11 @@ LEASE_METHOD_NOT_ALLOWED = error_response(
 )
 NO_LEASE = error_response(404, "unknown_lease", "no such lease is open: it is unknown, or it has ended")
 NO_BOOK = error_response(404, "unknown_lease", "this gpuwatch hands out no leases")
+MISSING_LEASE = error_response(
+    400, "missing_lease", "name the lease to release in the query string: POST /v1/release?lease=ID"
+)
+# The most of a bad id an error echoes back: enough to recognise it, not a whole pasted body.
+_SHOWN_CHARS = 2 * ID_LENGTH
 
 
 class LeaseRoute:
@@ -43,24 +50,23 @@ class LeaseRoute:
             values[name] = value
         lease_id = values.get(LEASE_PARAMETER)
         if lease_id is None:
-            return error_response(400, "missing_lease", "name the lease to release: ?lease=ID")
+            return MISSING_LEASE
         return self._ended(lease_id)
 
     def delete(self, method: bytes, path: bytes) -> Response:
-        """`DELETE /v1/leases/ID`."""
+        """`DELETE /v1/leases/ID` (`path` without its query)."""
         if method != b"DELETE":
             return LEASE_METHOD_NOT_ALLOWED
-        return self._ended(path[len(LEASES_PREFIX) :].decode("latin-1"))
+        # Percent-decoded as a query value is: a client that escapes every character still names
+        # the same lease; an escaped slash decodes to one and is refused below.
+        segment = unquote(path[len(LEASES_PREFIX) :].decode("latin-1"), encoding="latin-1")
+        if "/" in segment:
+            return _bad_lease(segment, "/v1/leases/{lease} takes one path segment, the lease id")
+        return self._ended(segment)
 
     def _ended(self, lease_id: str) -> Response:
         if not well_formed(lease_id):
-            shown = lease_id if len(lease_id) <= 2 * ID_LENGTH else lease_id[: 2 * ID_LENGTH] + "..."
-            return error_response(
-                400,
-                "bad_lease",
-                f"lease {shown!r} is not a lease id: "
-                f"gpuwatch's are {ID_LENGTH} characters of A-Z, a-z, 0-9, - and _",
-            )
+            return _bad_lease(lease_id, "it is not a lease id")
         book = self._board.book
         if book is None:
             return NO_BOOK
@@ -71,14 +77,24 @@ class LeaseRoute:
 
     def _document(self, ended: Ended) -> dict[str, object]:
         held = ended.held
-        gpus = {gpu.index: gpu for gpu in self._board.current.decision.gpus}
-        gpu = gpus.get(held.gpu)
+        gpus = self._board.current.decision.gpus
+        uuid = next((gpu.uuid for gpu in gpus if gpu.index == held.gpu), None)
         expected_s = held.lease.expected_s
         return {
             "released": True,
             "lease": held.id,
             "class": held.lease.priority.value,
-            "gpu": {"index": held.gpu, "uuid": None if gpu is None else gpu.uuid},
+            "gpu": {"index": held.gpu, "uuid": uuid},
             "held_s": round(ended.held_s, 3),
             "expected_s": None if expected_s is None else round(expected_s, 3),
         }
+
+
+def _bad_lease(text: str, problem: str) -> Response:
+    """400 naming what is wrong with `text` as a lease id."""
+    shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+    return error_response(
+        400,
+        "bad_lease",
+        f"lease {shown!r}: {problem}; gpuwatch's ids are {ID_LENGTH} characters of A-Z, a-z, 0-9, - and _",
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import math
 import random
 import re
 from collections.abc import Callable
@@ -41,9 +40,16 @@ GPU_PARAMETER = "gpu"
 DRY_RUN_PARAMETER = "dry_run"
 EXPECTED_PARAMETER = "expected_s"
 EXPECTED_HEADER = "X-GPUWatch-Expected-Seconds"
-# The longest a request may say its job runs before gpuwatch reads it as nonsense, s (a day); the
-# policy caps what it plans with at policy.max_job_s.
-EXPECTED_MOST_S = 86400.0
+# A job duration as a request may give it, s: a positive decimal number, e.g. `10`, `2.5`, `.5` or
+# `1e-3` (what Python's str() and JavaScript's String() write), never 0. The digit counts are
+# bounded so that every match is a finite float above zero; the policy caps what it plans with at
+# policy.max_job_s (DESIGN §3), so a large value is capped, not refused. Python and the OpenAPI
+# document (ECMA-262) read the pattern alike, so the fuzzer's idea of valid is the server's.
+_NONZERO_MANTISSA = (
+    r"(?:[0-9]{0,12}[1-9][0-9]{0,12}(?:\.[0-9]{0,32})?|[0-9]{0,12}\.[0-9]{0,32}[1-9][0-9]{0,32})"
+)
+DURATION_PATTERN = rf"^{_NONZERO_MANTISSA}(?:[eE][+-]?[0-9]{{1,2}})?$"
+DURATION = re.compile(DURATION_PATTERN.removeprefix("^").removesuffix("$"))
 # dry_run=1 asks without taking a slot; exactly these spellings say yes or no (as /openapi.json
 # lists them), anything else is refused rather than guessed at.
 DRY_RUN_YES = ("1", "true", "yes")
@@ -94,15 +100,11 @@ class AdmitQuery:
 
 
 def parse_expected(text: str, where: str) -> float | Response:
-    """A job duration a request gives, s: a positive number up to EXPECTED_MOST_S, else a 400 naming it."""
-    try:
-        seconds = float(text.strip())
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds <= EXPECTED_MOST_S:
-        message = f"{where} must be a number of seconds in (0, {EXPECTED_MOST_S:g}], got {text!r}"
+    """A job duration a request gives (DURATION_PATTERN), s, else a 400 naming it."""
+    if DURATION.fullmatch(text) is None:
+        message = f"{where} must be a positive number of seconds, such as 10 or 2.5; got {text!r}"
         return error_response(400, "bad_expected_s", message)
-    return seconds
+    return float(text)
 
 
 def parse_admit_query(query: bytes, classes: ClassNames = _CANONICAL) -> AdmitQuery:
@@ -254,12 +256,12 @@ class Routes:
             return asked.error
         class_header = headers.class_header
         expected_s = asked.expected_s
-        if expected_s is None and headers.expected_header is not None:
-            said = parse_expected(headers.expected_header.decode("latin-1"), EXPECTED_HEADER)
+        if headers.expected_header is not None:
+            said = _expected(expected_s, headers.expected_header)
             if isinstance(said, Response):
                 return said
             expected_s = said
-        # A bad header is refused even when the query overrides it: it is wrong either way.
+        # A bad class header is refused even when the query overrides it, as a bad duration is.
         from_header = None
         if class_header is not None:
             parsed = _cached(self._class_headers, class_header, self._parse_header)
@@ -287,6 +289,18 @@ class Routes:
         if not asked.dry_run:
             self._counts[answer.tally] += 1
         return answer.response
+
+
+def _expected(asked_s: float | None, header: bytes) -> float | Response:
+    """The job duration a request with the duration header says (`asked_s`, the query's, wins), or a 400.
+
+    A bad header is refused even when the query overrides it: it is wrong either way.
+    """
+    # Spaces and tabs around a field value are not part of it (RFC 9110 §5.5).
+    said = parse_expected(header.decode("latin-1").strip(" \t"), EXPECTED_HEADER)
+    if isinstance(said, Response) or asked_s is None:
+        return said
+    return asked_s
 
 
 def _origin_form(target: bytes) -> tuple[bytes, bytes, bytes]:

@@ -31,6 +31,7 @@ from gpuwatch import __version__
 from gpuwatch.exposure.board import Board
 from gpuwatch.exposure.metrics.collector import GpuwatchCollector, Observation
 from gpuwatch.exposure.metrics.dcgm import DcgmCollector, exact_counter_names
+from gpuwatch.exposure.metrics.lease_families import LeaseFamilies
 from gpuwatch.exposure.metrics.live import LiveCollector
 from gpuwatch.exposure.metrics.text import TextRenderer
 from gpuwatch.exposure.publication import Publication
@@ -123,6 +124,8 @@ class MetricsExposition:
             self.dcgm_registry.register(DcgmCollector(self.observation, dcgm_hostname))
         self.live_registry = CollectorRegistry()
         self.live_registry.register(LiveCollector(board.tally, lambda: board.current, monotonic))
+        # Without a book (files, tests) nothing is ever leased: no lease families.
+        self.leases = None if board.book is None else LeaseFamilies(board.book, lambda: board.current)
         board.observe(self._on_publication)
 
     def observation(self) -> Observation:
@@ -167,8 +170,10 @@ class MetricsExposition:
         return self._whole(self._current_rendering(), gzipped=gzipped)
 
     def _whole(self, rendered: _Rendered, *, gzipped: bool) -> bytes:
-        """The decision's text and the live families, rendered now."""
+        """The decision's text and the live families, rendered now (the lease families only if changed)."""
         live = self._text.render(self.live_registry)
+        if self.leases is not None:
+            live += self.leases.text()
         return _gzip_member(rendered, live) if gzipped else rendered.text + live
 
     def _on_publication(self, _previous: Publication, new: Publication) -> None:

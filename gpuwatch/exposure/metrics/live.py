@@ -1,4 +1,4 @@
-"""Families that change between samples, built at each scrape: admissions, slots, reservations, sample age."""
+"""Families that change between samples, built at each scrape: admissions, slots, reserved, sample age."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ class LiveCollector:
         )
         reserved = gauge(
             "gpu_reserved_jobs",
-            "Admitted jobs whose power the samples do not show yet (reservations), "
-            "counted against the slots.",
+            "Admitted jobs counted against the slots: the GPU's open leases at the latest sample plus "
+            "the slots taken since (gpuwatch_gpu_leases has the open leases by class).",
             GPU_LABELS,
         )
         for gpu in decision.gpus:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 PREFIX = "gpuwatch_"
 GPU_LABELS = ("gpu", "uuid")
@@ -30,6 +30,11 @@ def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> GaugeMet
 def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
     """An empty counter family named `gpuwatch_<name>` (its samples end in `_total`)."""
     return CounterMetricFamily(PREFIX + name, documentation, labels=list(labels))
+
+
+def histogram(name: str, documentation: str, labels: Sequence[str] = ()) -> HistogramMetricFamily:
+    """An empty histogram family named `gpuwatch_<name>` (samples `_bucket` with `le`, `_count`, `_sum`)."""
+    return HistogramMetricFamily(PREFIX + name, documentation, labels=list(labels))
 
 
 def non_empty(families: Iterable[Metric]) -> Iterator[Metric]:

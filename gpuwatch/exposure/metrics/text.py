@@ -10,9 +10,14 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.registry import Collector
 
-# Types written here, with the suffix their samples carry; any other family (and any family with
-# a timestamp or an OpenMetrics-only sample such as _created) is left to generate_latest.
-_SUFFIXES = {"gauge": "", "counter": "_total"}
+# Types written here: the suffix of the name their HELP and TYPE lines carry, and the suffixes
+# their samples may carry. Any other family (and any family with a timestamp or an
+# OpenMetrics-only sample such as _created) is left to generate_latest.
+_SUFFIXES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "gauge": ("", ("",)),
+    "counter": ("_total", ("_total",)),
+    "histogram": ("", ("_bucket", "_count", "_sum")),
+}
 # Label sets remembered at most. Ours are bounded (GPUs x reasons, XID codes, classes: a few
 # thousand), so the cache is only emptied if something unforeseen keeps adding new ones.
 MAX_CACHED_LABEL_SETS = 16384
@@ -62,20 +67,30 @@ class TextRenderer:
         """`collector`'s families in the text format."""
         out: list[str] = []
         for family in collector.collect():
-            suffix = _SUFFIXES.get(family.type)
-            if suffix is None or not self._plain(family, family.name + suffix):
+            suffixes = _SUFFIXES.get(family.type)
+            if suffixes is None:
                 out.append(generate_latest(_One(family)).decode())
                 continue
-            name = self._name(family.name + suffix)
+            head, ends = suffixes
+            # The sample names the family may use: one for gauges and counters, compared as is.
+            names = [family.name + end for end in ends]
+            if not all(s.name in names and s.timestamp is None for s in family.samples):
+                out.append(generate_latest(_One(family)).decode())
+                continue
+            name = self._name(family.name + head)
             documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
             out.append(f"# HELP {name} {documentation}\n# TYPE {name} {family.type}\n")
-            out.extend(f"{name}{self._label_text(s.labels)} {_value(s.value)}\n" for s in family.samples)
+            if len(names) == 1:
+                sample_name = self._name(names[0])
+                out.extend(
+                    f"{sample_name}{self._label_text(s.labels)} {_value(s.value)}\n" for s in family.samples
+                )
+            else:
+                out.extend(
+                    f"{self._name(s.name)}{self._label_text(s.labels)} {_value(s.value)}\n"
+                    for s in family.samples
+                )
         return "".join(out).encode()
-
-    @staticmethod
-    def _plain(family: Metric, sample_name: str) -> bool:
-        """Whether every sample is named `sample_name` and has no timestamp."""
-        return all(s.name == sample_name and s.timestamp is None for s in family.samples)
 
     def _name(self, name: str) -> str:
         escaped = self._names.get(name)
