@@ -29,9 +29,19 @@ def _retry_afters(retry_afters: RetryAfters) -> dict[str, float]:
     return {priority.value: round(seconds, 1) for priority, seconds in retry_afters}
 
 
-def gpu_document(gpu: GpuDecision, decided_at: float, taken: int = 0) -> JsonDict:
-    """One GPU's decision, `taken` admissions since; °C to 2 decimals, W to 1, seconds to 2, pressure to 4."""
+def gpu_document(
+    gpu: GpuDecision, decided_at: float, taken: int = 0, leases: Mapping[PriorityClass, int] | None = None
+) -> JsonDict:
+    """One GPU's decision, `taken` slots taken since; °C to 2 decimals, W to 1, s to 2, pressure to 4.
+
+    `leases`: its open leases by class as the book holds them now (None: as at the decision).
+    """
     slots = gpu.slots.less(taken)
+    if leases is None:
+        leases = {cls: gpu.leases_of(cls) for cls in PriorityClass}
+        reserved = gpu.reserved + taken
+    else:
+        reserved = sum(leases.values())
     return {
         "index": gpu.index,
         "uuid": gpu.uuid,
@@ -41,8 +51,8 @@ def gpu_document(gpu: GpuDecision, decided_at: float, taken: int = 0) -> JsonDic
         "pressure": round(gpu.pressure, 4),
         "admits": admitted_classes(slots.classes if taken else gpu.admits),
         "slots": slots.document(),
-        "reserved": gpu.reserved + taken,
-        "leases": {cls.value: gpu.leases_of(cls) for cls in PriorityClass},
+        "reserved": reserved,
+        "leases": {cls.value: leases.get(cls, 0) for cls in PriorityClass},
         "reasons": list(gpu.reasons),
         "sentence": gpu.sentence,
         "margin_c": _rounded(gpu.margin_c, 2),
@@ -77,12 +87,14 @@ def state_document(
     source: str,
     admits: frozenset[PriorityClass],
     taken: Mapping[int, int] | None = None,
+    leases: Mapping[int, Mapping[PriorityClass, int]] | None = None,
 ) -> JsonDict:
     """The node's decision and every GPU's: the /v1/state body and state.json.
 
-    `admits` lists the classes /v1/admit admits now; `taken` the admissions on each GPU since the
-    decision (they come off its slots and count as reserved). `sample_age_s` is the age when the
-    decision was made; `taken_at` (Unix seconds) lets a reader compute the age now.
+    `admits` lists the classes /v1/admit admits now; `taken` the slots taken on each GPU since
+    the decision (they come off its slots). `leases`: each GPU's open leases by class now, as the
+    book holds them (None: as at the decision). `sample_age_s` is the age when the decision was
+    made; `taken_at` (Unix seconds) lets a reader compute the age now.
     """
     taken = taken or {}
     slots: Slots = NO_SLOTS
@@ -104,7 +116,15 @@ def state_document(
         "sentence": decision.sentence,
         "retry_after_s_by_class": _retry_afters(decision.retry_after_by_class),
         "expected_job_s": _job_plans(decision),
-        "gpus": [gpu_document(gpu, decision.decided_at, taken.get(gpu.index, 0)) for gpu in decision.gpus],
+        "gpus": [
+            gpu_document(
+                gpu,
+                decision.decided_at,
+                taken.get(gpu.index, 0),
+                None if leases is None else leases.get(gpu.index, {}),
+            )
+            for gpu in decision.gpus
+        ],
     }
 
 

@@ -8,7 +8,9 @@ slots were taken since the decision it answers from. `release` ends a lease by i
 event loop. The sampler thread asks for `leases` once per sample, under a lock held for
 microseconds: leases past their deadline end there (`expired`), and the policy gets each GPU's
 open leases, its recent releases and how long the released leases of each class were held.
-A GPU that goes FAILED or UNKNOWN ends its leases (`end_gpus`, `gpu_out`).
+A GPU that goes FAILED or UNKNOWN ends its leases (`end_gpus`, `gpu_out`). A lease released
+after its deadline is answered as ended (404), but how long its job ran still teaches the class's
+duration: without it the longest jobs, the ones that outlive their plan, would never be learned.
 
 The book also keeps what the metrics show: open leases by GPU and class, leases ended by class
 and how, and a histogram of how long released leases were held.
@@ -21,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -37,6 +39,9 @@ ID_BYTES = 16  # 128 random bits
 ID_LENGTH = 22  # base64url of 16 bytes, unpadded
 ID_PATTERN = "^[A-Za-z0-9_-]{22}$"
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# Leases that expired unreleased, remembered this many (the latest) so that a release after the
+# deadline still teaches how long the job ran.
+LATE_RELEASES = 4096
 # Releases kept per GPU for the policy to match against the falls they cause: more than can
 # happen within a few sampling intervals.
 RECENT_RELEASES = 256
@@ -106,6 +111,8 @@ class LeaseBook:
         self._held_s = {cls: deque[float](maxlen=LEARN_FROM) for cls in PriorityClass}
         self._ended = dict.fromkeys(((cls, how) for cls in PriorityClass for how in ENDINGS), 0)
         self._durations = {cls: DurationHistogram([0] * len(DURATION_BUCKETS_S)) for cls in PriorityClass}
+        self._expired: OrderedDict[str, Lease] = OrderedDict()  # id -> lease, oldest first
+        self.changes = 0  # grows with every lease taken or ended: what caches of the counts key on
 
     @property
     def config(self) -> PolicyConfig:
@@ -116,10 +123,19 @@ class LeaseBook:
         """A reload changed the policy: new leases get deadlines by its settings."""
         self._config = config
 
-    def take(self, gpu: int, priority: PriorityClass, expected_s: float | None, slots: int = 1) -> Held:
+    def take(
+        self,
+        gpu: int,
+        priority: PriorityClass,
+        expected_s: float | None,
+        slots: int = 1,
+        *,
+        requested: bool = False,
+    ) -> Held:
         """A lease on GPU `gpu` for a job of `priority` planned to run `expected_s` (None: unknown), now.
 
-        It takes `slots` of the GPU's slots (a job planned longer than its class's may take more).
+        It takes `slots` of the GPU's slots (a job planned longer than its class's may take more);
+        `requested`: the admit request said `expected_s` (else it is the class's plan).
         """
         if not 0 <= gpu < MAX_GPUS:
             raise ValueError(f"GPU index out of range: {gpu}")
@@ -134,10 +150,12 @@ class LeaseBook:
             number = self._numbers[gpu] + 1
             self._numbers[gpu] = number
             deadline_at = now + deadline_s(expected_s, self._config)
-            held = Held(lease_id, gpu, Lease(number, now, priority, expected_s, deadline_at))
+            lease = Lease(number, now, priority, expected_s, deadline_at, requested=requested)
+            held = Held(lease_id, gpu, lease)
             self._open[lease_id] = held
             self._by_gpu[gpu][number] = held
             self.totals[gpu] += slots
+            self.changes += 1
         return held
 
     def total(self, gpu: int) -> int:
@@ -151,9 +169,14 @@ class LeaseBook:
         with self._lock:
             held = self._open.get(lease_id)
             if held is None:
+                late = self._expired.pop(lease_id, None)
+                if late is not None:
+                    self._held_s[late.priority].append(max(0.0, now - late.taken_at))
                 return None
             if now > held.lease.deadline_at:
                 self._end(held, now, EXPIRED)
+                self._expired.pop(lease_id, None)
+                self._held_s[held.lease.priority].append(max(0.0, now - held.lease.taken_at))
                 return None
             return self._end(held, now, RELEASED)
 
@@ -227,6 +250,11 @@ class LeaseBook:
         lease = held.lease
         held_s = max(0.0, now - lease.taken_at)
         self._ended[lease.priority, how] += 1
+        self.changes += 1
+        if how == EXPIRED:
+            self._expired[held.id] = lease
+            if len(self._expired) > LATE_RELEASES:
+                self._expired.popitem(last=False)
         if how == RELEASED:
             self._released[held.gpu].append((lease.number, now))
             self._held_s[lease.priority].append(held_s)

@@ -12,7 +12,6 @@ decision (slots taken since it only grow), in their eight jitter variants.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -181,15 +180,18 @@ class Publication:
         self._source = source
         self._book = book
         self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
+        # The book's count of leases taken and ended when the decision was rendered: while it
+        # stands, the rendered /v1/state is the book's too.
+        self._changes = 0 if book is None else book.changes
         # Held-back answers by (class, pinned GPU, slots needed): per route, one ready AdmitAnswer
         # per jitter variant, so the commonest answer under a surge allocates nothing. Found by
         # the request's own (class, pinned GPU, duration said), one lookup before anything else.
-        self._held: dict[tuple[PriorityClass, int | None, int], HeldAnswers] = {}
+        self._held: dict[tuple[PriorityClass, int | None, bool], HeldAnswers] = {}
         self._held_asked: dict[Asked, HeldAnswers] = {}
         # Admitted answers by (class, pinned GPU, chosen GPU, duration planned): a template each,
         # or the answers by slots left where one cannot be made.
         self._admitted: dict[tuple[object, ...], AdmittedTemplate | dict[int, Response]] = {}
-        self._state_cache: tuple[tuple[int, ...], Response] | None = None
+        self._state_cache: tuple[tuple[tuple[int, ...], int], Response] | None = None
         self.state_body = json_bytes(state_document(decision, source, decision.admits))
         self.pressure_text = f"{min(1.0, max(0.0, decision.pressure)):.4f}"
         self._gpu_keys: Mapping[str, int] = {
@@ -219,21 +221,18 @@ class Publication:
             return {}
         return {index: book.total(index) - counted for index, counted in self._counted.items()}
 
-    def planned(self, priority: PriorityClass, expected_s: float | None) -> tuple[Planned, int]:
-        """The duration a `priority` job is planned with (the request's, capped, else its class's); its slots.
+    def planned(self, priority: PriorityClass, expected_s: float | None) -> tuple[Planned, bool]:
+        """The duration a `priority` job is planned with (the request's, capped, else its class's).
 
-        A job the request plans longer than its class's jobs takes as many slots as it lasts
-        class jobs (the slots were counted for jobs of the class's duration).
+        And whether that is longer than its class's plan: the slots were counted for jobs of the
+        class's duration, and a longer one takes as many as it displaces (admission.admit).
         """
         class_s, class_basis = self.decision.job_plan(priority)
         if expected_s is None:
-            return Planned(class_s, class_basis), 1
+            return Planned(class_s, class_basis), False
         book = self._book
         seconds = expected_s if book is None else min(expected_s, book.config.max_job_s)
-        slots = 1
-        if book is not None and class_s is not None and seconds > class_s > 0:
-            slots = min(math.ceil(seconds / class_s - 1e-9), book.config.max_slots)
-        return Planned(seconds, str(DurationBasis.REQUEST)), slots
+        return Planned(seconds, str(DurationBasis.REQUEST)), class_s is not None and seconds > class_s
 
     def admit_answer(  # noqa: PLR0913 - the request's parts, each its own parameter
         self,
@@ -255,19 +254,19 @@ class Publication:
         held = self._held_asked.get(asked)
         if held is not None:
             return held[route][jitter]
-        planned, cost = self.planned(priority, expected_s)
-        held = self._held.get((priority, gpu, cost))
+        planned, long = self.planned(priority, expected_s)
+        held = self._held.get((priority, gpu, long))
         if held is not None:
             self._remember_held(asked, held)
             return held[route][jitter]
         taken = self.taken()
-        admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken, cost=cost)
+        admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken, long=long)
         if not admission.admitted:
             # Held now, held until the next decision: render every variant under every status once.
             variants = (
                 admission,
                 *(
-                    admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken, cost=cost)
+                    admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken, long=long)
                     for j in JITTERS[1:]
                 ),
             )
@@ -277,14 +276,17 @@ class Publication:
                 route_: tuple(AdmitAnswer(with_status(r, route_.value), tally, admission) for r in plain)
                 for route_ in AdmitRoute
             }
-            self._held[priority, gpu, cost] = by_route
+            self._held[priority, gpu, long] = by_route
             self._remember_held(asked, by_route)
             return by_route[route][jitter]
         chosen = admission.gpu
         lease = None
         if take and chosen is not None and self._book is not None:
-            lease = self._book.take(chosen.index, priority, planned.seconds, cost)
-        slots_left = admission.slots_left if take else admission.slots_left + cost
+            requested = planned.basis == DurationBasis.REQUEST
+            lease = self._book.take(
+                chosen.index, priority, planned.seconds, admission.cost, requested=requested
+            )
+        slots_left = admission.slots_left if take else admission.slots_left + admission.cost
         leased = planned if lease is not None else None
         response = self._admitted_response(admission, gpu, slots_left, leased)
         if lease is not None:
@@ -319,17 +321,22 @@ class Publication:
 
     @property
     def state(self) -> Response:
-        """/v1/state: the decision with its slots less those taken since, and those reserved."""
+        """/v1/state: the decision with its slots less those taken since, and the leases open now."""
         taken = self.taken()
-        key = tuple(taken.values())
+        book = self._book
+        key = (tuple(taken.values()), 0 if book is None else book.changes)
         cached = self._state_cache
         if cached is not None and cached[0] == key:
             return cached[1]
-        body = (
-            self.state_body
-            if not any(key)
-            else json_bytes(state_document(self.decision, self._source, self.decision.admits, taken))
-        )
+        if book is None or (not any(key[0]) and book.changes == self._changes):
+            body = self.state_body
+        else:
+            leases: dict[int, dict[PriorityClass, int]] = {}
+            for (gpu, cls), count in book.open_counts().items():
+                leases.setdefault(gpu, {})[cls] = count
+            body = json_bytes(
+                state_document(self.decision, self._source, self.decision.admits, taken, leases)
+            )
         headers = [
             ("X-GPUWatch-State", self.decision.state.value),
             ("X-GPUWatch-Pressure", f"{self.decision.pressure:.4f}"),

@@ -49,6 +49,7 @@ class Admission:
     reason: str  # the primary reason code
     sentence: str
     slots_left: int  # free slots for the class after this answer: the pinned GPU's, else the node's
+    cost: int = 1  # the slots the admission takes on its GPU (a job longer than its class's: more)
 
 
 def parse_priority(name: str) -> PriorityClass:
@@ -67,12 +68,14 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
     gpu: int | None = None,
     jitter: float = 0.0,
     taken: Mapping[int, int] = NOTHING_TAKEN,
-    cost: int = 1,
+    long: bool = False,
 ) -> Admission:
     """Admit or hold back one request of class `priority`, optionally pinned to GPU index `gpu`.
 
-    The request needs `cost` free slots on one GPU (a job planned longer than its class's jobs
-    takes as many as it lasts class jobs); the caller takes them.
+    `long`: the request's job is planned longer than its class's. Slots are counted for jobs of
+    the class's duration, so it needs as many free slots as it displaces class jobs on the GPU
+    (GpuDecision.long_cost), and is not admitted where not one such job fits. The answer's
+    `cost` says how many the caller takes.
     """
     if not -1.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be in [-1, 1], got {jitter}")
@@ -80,11 +83,17 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
     pinned = None if gpu is None else _find(decision, gpu)
     frees = _frees(decision, priority, taken)
     left = sum(frees.values())
+    costs = {g.index: (g.long_cost(priority) if long else 1) for g in decision.gpus}
     candidates = [
-        g for g in decision.gpus if frees.get(g.index, 0) >= max(1, cost) and (pinned is None or g is pinned)
+        g
+        for g in decision.gpus
+        if (cost := costs[g.index]) is not None
+        and frees.get(g.index, 0) >= cost
+        and (pinned is None or g is pinned)
     ]
     if candidates:
         chosen = min(candidates, key=lambda g: (-frees[g.index], g.pressure, g.index))
+        cost = costs[chosen.index] or 1
         # Pinned, the answer speaks for that GPU; otherwise for the node, slots summed over GPUs.
         about: GpuDecision | NodeDecision = decision if pinned is None else chosen
         return _admitted(
@@ -93,7 +102,8 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
             state=about.state,
             pressure=about.pressure,
             sentence=about.sentence,
-            slots_left=(left if pinned is None else frees[chosen.index]) - max(1, cost),
+            slots_left=(left if pinned is None else frees[chosen.index]) - cost,
+            cost=cost,
         )
     if not decision.gpus and priority in decision.admits and pinned is None:
         # No GPU known at all: only a node failing open admits, and it names no GPU.
@@ -173,6 +183,7 @@ def _admitted(  # noqa: PLR0913 - the governing decision's figures, each its own
     pressure: float,
     sentence: str,
     slots_left: int,
+    cost: int = 1,
 ) -> Admission:
     where = f" on GPU {gpu.index} (pressure {gpu.pressure:.2f})" if gpu is not None else ""
     return Admission(
@@ -185,6 +196,7 @@ def _admitted(  # noqa: PLR0913 - the governing decision's figures, each its own
         reason=reasons.WITHIN_LIMITS if gpu is None else _admit_reason(gpu),
         sentence=f"Admitted {priority} work{where} — {sentence}",
         slots_left=max(0, slots_left),
+        cost=cost,
     )
 
 

@@ -172,6 +172,9 @@ class GpuDecision:
     job_power_w: float | None = None  # ΔP_job: one more job's power, W
     leases: LeaseCounts = ()  # open leases by class
     pending: int = 0  # of the open leases, those whose jobs the power does not show yet
+    # Jobs that may start now if each ran for the whole horizon: what a job planned longer than
+    # its class's is measured against (its slots are counted for the class's duration).
+    long_slots: Slots = NO_SLOTS
 
     def leases_of(self, priority: PriorityClass) -> int:
         """Open leases of `priority` on this GPU."""
@@ -183,7 +186,18 @@ class GpuDecision:
 
     def free(self, priority: PriorityClass, taken: int = 0) -> int:
         """Slots left for `priority` after `taken` more admissions since this decision."""
-        return self.slots.less(taken).of(priority)
+        return max(0, self.slots.of(priority) - max(0, taken))
+
+    def long_cost(self, priority: PriorityClass) -> int | None:
+        """The slots a job longer than `priority`'s plan takes here: as many class jobs as it displaces.
+
+        If `long_slots` such jobs fit where `slots` class jobs do, each stands for
+        slots / long_slots of them (rounded up). None: not one fits.
+        """
+        long = self.long_slots.of(priority)
+        if long <= 0:
+            return None
+        return max(1, -(-self.slots.of(priority) // long))
 
     def wait_for(self, priority: PriorityClass, taken: int = 0) -> float | None:
         """Seconds until `priority` has a slot here, `taken` admissions since the decision; 0: it has one."""

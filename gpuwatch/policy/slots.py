@@ -55,6 +55,7 @@ class Headroom:
     # Per class, until it has a slot beyond those offered now (for a class without: until it has one).
     waits_s: tuple[tuple[PriorityClass, float | None], ...]
     schedule: Schedule | None = None  # the margin ahead with the leased jobs; None: nothing to plan with
+    long_slots: Slots = NO_SLOTS  # slots for jobs that last the whole horizon (decision.long_slots)
 
     def lowest_with_one_more_c(self, priority: PriorityClass) -> float | None:
         """The lowest planned margin over the horizon with one more job of `priority`, °C."""
@@ -104,7 +105,8 @@ def headroom(outlook: Outlook) -> Headroom:
         open_ = readings.unknown is not None and not readings.failures and config.fail_open
         slots = Slots(config.max_slots, config.max_slots, config.max_slots) if open_ else NO_SLOTS
         wait = None if readings.failures else moment.interval_s
-        return Headroom(outlook, slots, slots, 0, None, None, tuple((cls, wait) for cls in PriorityClass))
+        waits = tuple((cls, wait) for cls in PriorityClass)
+        return Headroom(outlook, slots, slots, 0, None, None, waits, long_slots=slots)
     blocked = blocked_reason(outlook)
     schedule = _schedule(outlook, on_gpu, pending=True)
     plans = {cls: moment.durations.plan(cls) for cls in PriorityClass}
@@ -118,7 +120,13 @@ def headroom(outlook: Outlook) -> Headroom:
     waits = _waits(schedule, slots, plans, config, moment.interval_s)
     default_plan = plans[PriorityClass.DEFAULT]
     headroom_c = schedule.lowest_c(default_plan.seconds, 1) - config.default_guard_c
-    return Headroom(outlook, capacity, slots, reserved, None, headroom_c, waits, schedule)
+    steps = {cls: JobPlan(None, plans[cls].basis) for cls in PriorityClass}
+    long_slots = (
+        slots
+        if all(plan.seconds is None for plan in plans.values())
+        else _counted(outlook.forecast, schedule, schedule, steps, reserved=reserved, config=config)[1]
+    )
+    return Headroom(outlook, capacity, slots, reserved, None, headroom_c, waits, schedule, long_slots)
 
 
 def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool) -> Schedule | None:

@@ -67,6 +67,7 @@ def decide(standing: Standing) -> GpuDecision:
         job_power_w=learned.job_power_w,
         leases=_by_class(learned.leases),
         pending=headroom.reserved,
+        long_slots=headroom.long_slots,
     )
 
 
@@ -152,6 +153,7 @@ def as_unknown(
         reserved=0,
         leases=(),
         pending=0,
+        long_slots=slots,
     )
 
 

@@ -237,3 +237,26 @@ class TestParsePriority:
             UnknownPriorityError, match="'batch'; valid classes: critical, default, sheddable"
         ):
             parse_priority("batch")
+
+
+class TestLongJobs:
+    """A job planned longer than its class's takes the class jobs it displaces (DESIGN §2: jobs end)."""
+
+    def test_it_takes_as_many_slots_as_it_displaces(self):
+        roomy = dataclasses.replace(gpu(0, Slots(6, 6, 6)), long_slots=Slots(2, 2, 2))
+        answer = admit(node(roomy), DEFAULT, long=True)
+        assert (answer.admitted, answer.cost, answer.slots_left) == (True, 3, 3)
+
+    def test_not_where_no_long_job_fits(self):
+        short_only = dataclasses.replace(gpu(0, Slots(6, 6, 6), pressure=0.1), long_slots=Slots(1, 0, 0))
+        other = dataclasses.replace(gpu(1, Slots(2, 2, 2), pressure=0.5), long_slots=Slots(1, 1, 1))
+        answer = admit(node(short_only, other), DEFAULT, long=True)
+        assert answer.gpu is not None
+        assert (answer.gpu.index, answer.cost) == (1, 2)
+        assert not admit(node(short_only), DEFAULT, long=True).admitted
+
+    def test_the_slots_taken_since_count(self):
+        roomy = dataclasses.replace(gpu(0, Slots(6, 6, 6)), long_slots=Slots(2, 2, 2))
+        assert admit(node(roomy), DEFAULT, long=True, taken={0: 3}).admitted
+        assert not admit(node(roomy), DEFAULT, long=True, taken={0: 4}).admitted
+        assert admit(node(roomy), DEFAULT, taken={0: 5}).cost == 1

@@ -7,7 +7,7 @@ import pytest
 from gpuwatch.policy.config import DEFAULT_CRITICAL_XIDS, RETIRED, PolicyConfig, PolicyConfigError
 from gpuwatch.policy.decision import PriorityClass
 
-GUARDS = (0.5, 0.9, 1.25)  # critical, default, sheddable: tuned from DESIGN §2's 1/3/8
+GUARDS = (0.8, 1.2, 1.5)  # critical, default, sheddable: tuned in simulate once jobs end in the plan
 
 
 class TestDefaults:
@@ -60,11 +60,11 @@ class TestFromMapping:
             ({"state_hold_s": -1}, "policy.state_hold_s: must be >= 0, got -1.0"),
             (
                 {"default_guard_c": 0.25},
-                "policy.default_guard_c: must be at least critical_guard_c (0.5), got 0.25",
+                "policy.default_guard_c: must be at least critical_guard_c (0.8), got 0.25",
             ),
             (
                 {"critical_guard_c": 5},
-                "policy.critical_guard_c: must be at most default_guard_c (0.9), got 5.0",
+                "policy.critical_guard_c: must be at most default_guard_c (1.2), got 5.0",
             ),
             ({"max_slots": 0}, "policy.max_slots: must be >= 1, got 0"),
             ({"slope_min_samples": 3}, "policy.slope_min_samples: must be >= 10"),

@@ -257,3 +257,9 @@ class TestJobsEnd:
         most = PolicyConfig().max_slots
         room = headroom(outlook(40.0, power_w=650.0, limit_w=700.0, job_s=8.0, pending=(lease(1, 8.0),)))
         assert (room.capacity.default, room.slots.default) == (most, most - 1)
+
+    def test_long_slots_count_jobs_that_last_the_horizon(self):
+        pulses = headroom(outlook(20.0, power_w=100.0, job_s=8.0))
+        assert (pulses.slots.default, pulses.long_slots.default) == (3, 2)  # 17 °C at 4.4 and at 6.7 °C a job
+        steps = headroom(outlook(20.0, power_w=100.0))
+        assert steps.long_slots == steps.slots

@@ -175,7 +175,7 @@ RELEASING = one_gpu()
 
 
 class TestTargets:
-    """The target lines: the oracle's share by spread, no fewer than static where it kept cool, class shares."""
+    """The target lines: the oracle's share by spread, no fewer than static where it kept cool, classes."""
 
     def test_no_fewer_than_static_where_static_kept_out_of_slowdown(self):
         lines = report.targets(
