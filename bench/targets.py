@@ -70,6 +70,34 @@ def _run(task: tuple[Scenario, str]) -> ControllerResult:
     return run_one(scenario, controller, jobs)
 
 
+def _row(  # noqa: PLR0913 - one run: its scenario, mode and every controller's result
+    scenario: Scenario,
+    mode: str,
+    ours: ControllerResult,
+    *,
+    none: ControllerResult,
+    static: ControllerResult,
+    oracle: ControllerResult,
+) -> bool:
+    """Print one run's row; whether it met every target."""
+    lines = report.targets([ours, static, oracle], in_mode(scenario, mode))
+    failed = [
+        line.removeprefix("gpuwatch ").removesuffix(": MISSED") for line in lines if line.endswith("MISSED")
+    ]
+    p95 = (ours.p95_latency_s or 0.0) / (oracle.p95_latency_s or 1.0)
+    print(
+        f"{scenario.spread:6.2f} {scenario.name:15} {scenario.seed:4} {none.completed:5} "
+        f"{none.slowdown_gpu_s:5.0f} {static.completed:6} {static.slowdown_gpu_s:5.0f} "
+        f"{oracle.completed:6} {mode:8} {ours.completed:6} "
+        f"{_share(ours.completed, oracle.completed)} {ours.slowdown_gpu_s:6.0f} "
+        f"{p95:6.2f} {_class_share(ours, oracle, PriorityClass.CRITICAL)} "
+        f"{_class_share(ours, oracle, PriorityClass.DEFAULT)}  "
+        + ("met" if not failed else "MISSED: " + "; ".join(failed)),
+        flush=True,
+    )
+    return not failed
+
+
 def main() -> int:
     """Run the matrix, print a row per run and mode and a verdict; exit 0 when every target is met."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,27 +136,12 @@ def main() -> int:
     missed = []
     for scenario in runs:
         none, static, oracle = (baselines[id(scenario), c] for c in BASELINES)
-        for mode in modes:
-            ours = next(ours_by)
-            lines = report.targets([ours, static, oracle], in_mode(scenario, mode))
-            failed = [
-                line.removeprefix("gpuwatch ").removesuffix(": MISSED")
-                for line in lines
-                if line.endswith("MISSED")
-            ]
-            p95 = (ours.p95_latency_s or 0.0) / (oracle.p95_latency_s or 1.0)
-            print(
-                f"{scenario.spread:6.2f} {scenario.name:15} {scenario.seed:4} {none.completed:5} "
-                f"{none.slowdown_gpu_s:5.0f} {static.completed:6} {static.slowdown_gpu_s:5.0f} "
-                f"{oracle.completed:6} {mode:8} {ours.completed:6} "
-                f"{_share(ours.completed, oracle.completed)} {ours.slowdown_gpu_s:6.0f} "
-                f"{p95:6.2f} {_class_share(ours, oracle, PriorityClass.CRITICAL)} "
-                f"{_class_share(ours, oracle, PriorityClass.DEFAULT)}  "
-                + ("met" if not failed else "MISSED: " + "; ".join(failed)),
-                flush=True,
-            )
-            if failed:
-                missed.append((scenario.spread, scenario.name, scenario.seed, mode))
+        met = [_row(scenario, mode, next(ours_by), none=none, static=static, oracle=oracle) for mode in modes]
+        missed += [
+            (scenario.spread, scenario.name, scenario.seed, m)
+            for m, ok in zip(modes, met, strict=True)
+            if not ok
+        ]
     wall_s = time.monotonic() - started
     print(f"\n{'PASS' if not missed else 'FAIL'}: {len(missed)} runs missed a target ({wall_s:.0f} s)")
     for spread, name, seed, mode in missed:

@@ -20,7 +20,8 @@ from gpuwatch.policy.decision import PriorityClass
 
 # EX_TEMPFAIL from sysexits.h: "try again later", which schedulers and shell loops understand.
 EXIT_HELD_BACK = 75
-# The longest job duration gpuwatch plans with (its routes cap expected_s at a day), s.
+# The longest job duration `--expected-s` takes, s: a day, past which a duration is a mistake.
+# gpuwatch itself caps what it plans with at its policy.max_job_s (600 s by default).
 MOST_EXPECTED_S = 86400.0
 
 

@@ -67,6 +67,13 @@ CONTROLLER_NAMES = ("none", "static", "gpuwatch", "oracle")
     ),
 )
 @click.option(
+    "--release-delay",
+    "release_delay_s",
+    type=click.FloatRange(min=0.0, max=60.0),
+    default=None,
+    help="Release each lease this many seconds after its job ends (the power falls first) [default: 0].",
+)
+@click.option(
     "--job-seconds",
     type=click.FloatRange(min=0.0, min_open=True),
     default=None,
@@ -84,6 +91,7 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     oracle_guard_c: float | None,
     spread: float | None,
     job_seconds: float | None,
+    release_delay_s: float | None,
     *,
     no_release: bool,
     as_json: bool,
@@ -105,20 +113,14 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
         return
     if scenario is None:
         raise click.UsageError(f"give a SCENARIO: a .toml file, or one of {', '.join(shipped.SHIPPED)}")
-    chosen = _scenario_or_exit(scenario, seed, config_path)
-    if oracle_guard_c is not None:
-        chosen = dataclasses.replace(
-            chosen, oracle=dataclasses.replace(chosen.oracle, guard_c=oracle_guard_c)
-        )
-    if spread is not None:
-        chosen = dataclasses.replace(chosen, spread=spread)
-    if no_release:
-        chosen = dataclasses.replace(chosen, releases=False)
-    if job_seconds is not None:
-        policy = dataclasses.replace(
-            chosen.policy, job_seconds=tuple((cls, job_seconds) for cls in PriorityClass)
-        )
-        chosen = dataclasses.replace(chosen, policy=policy)
+    chosen = _with_options(
+        _scenario_or_exit(scenario, seed, config_path),
+        oracle_guard_c=oracle_guard_c,
+        spread=spread,
+        releases=not no_release,
+        release_delay_s=release_delay_s,
+        job_seconds=job_seconds,
+    )
     controllers = controller_names or CONTROLLER_NAMES
     bar = ProgressBar()
     started = time.monotonic()
@@ -135,6 +137,32 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     click.echo(f"ran {chosen.duration_s:g} virtual s in {wall_s:.1f} s ({speed:.0f}x real time)", err=True)
     if plot_path is not None:
         _plot_or_exit(chosen, results, plot_path)
+
+
+def _with_options(  # noqa: PLR0913 - one per command-line option that changes the scenario
+    chosen: Scenario,
+    *,
+    oracle_guard_c: float | None,
+    spread: float | None,
+    releases: bool,
+    release_delay_s: float | None,
+    job_seconds: float | None,
+) -> Scenario:
+    """The scenario with what the command line changes in it (None: as the scenario has it)."""
+    if oracle_guard_c is not None:
+        chosen = dataclasses.replace(
+            chosen, oracle=dataclasses.replace(chosen.oracle, guard_c=oracle_guard_c)
+        )
+    if spread is not None:
+        chosen = dataclasses.replace(chosen, spread=spread)
+    if not releases:
+        chosen = dataclasses.replace(chosen, releases=False)
+    if release_delay_s is not None:
+        chosen = dataclasses.replace(chosen, release_delay_s=release_delay_s)
+    if job_seconds is not None:
+        told = tuple((cls, job_seconds) for cls in PriorityClass)
+        chosen = dataclasses.replace(chosen, policy=dataclasses.replace(chosen.policy, job_seconds=told))
+    return chosen
 
 
 def _scenario_or_exit(argument: str, seed: int | None, config_path: str | None) -> Scenario:

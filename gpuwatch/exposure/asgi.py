@@ -9,7 +9,13 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from gpuwatch.exposure.client import AdmitResult, GpuwatchClient, GpuwatchRequestError, checked_duration
+from gpuwatch.exposure.client import (
+    AdmitResult,
+    GpuwatchClient,
+    GpuwatchRequestError,
+    checked_duration,
+    shown,
+)
 from gpuwatch.policy.admission import UnknownPriorityError, parse_priority
 from gpuwatch.policy.decision import PriorityClass
 
@@ -114,7 +120,22 @@ class GpuwatchAdmission:
         cached = self._client.admit_cached(priority, expected_s=expected_s)
         if cached is not None:
             return cached
-        return await asyncio.to_thread(self._client.admit, priority, expected_s=expected_s)
+        asking = asyncio.ensure_future(asyncio.to_thread(self._client.admit, priority, expected_s=expected_s))
+        try:
+            return await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            # The request went away while gpuwatch was asked: the thread still takes the lease,
+            # so it is released as soon as it comes back, rather than held to its deadline.
+            asking.add_done_callback(self._release_unused)
+            raise
+
+    def _release_unused(self, asking: asyncio.Future[AdmitResult]) -> None:
+        """Release the lease an admission nobody waits for any more took, if it took one."""
+        if asking.cancelled() or asking.exception() is not None:
+            return
+        lease = asking.result().lease
+        if lease is not None:
+            asyncio.get_running_loop().run_in_executor(None, _LeaseEnd(self._client, lease).release_now)
 
     def _class_of(self, scope: Scope) -> str:
         """The request's class header as sent, else the default class."""
@@ -144,11 +165,15 @@ class _LeaseEnd:
             # Shielded: a request cancelled now still releases (the thread runs to the end anyway).
             await asyncio.shield(self._task)
 
+    def release_now(self) -> None:
+        """Release the lease on this thread (a worker's: it blocks on I/O)."""
+        self._release()
+
     def _release(self) -> None:
         try:
             self._client.release(self._lease)  # logs what it could not do; the deadline ends it then
         except GpuwatchRequestError as exc:
-            log.error("gpuwatch refused to release lease %s: %s", self._lease, exc)  # noqa: TRY400 - its answer says it all
+            log.error("gpuwatch refused to release lease %s: %s", shown(self._lease), exc)  # noqa: TRY400 - its answer says it all
 
 
 def _is_last(message: Message) -> bool:

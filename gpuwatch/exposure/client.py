@@ -30,7 +30,8 @@ _MAX_BODY_BYTES = 4 * 1024 * 1024
 _MIN_HOLD_S = 1.0
 # The shortest wait between two asks while waiting for a slot, s: a Retry-After of 0 is no reason to spin.
 _MIN_PAUSE_S = 0.05
-# The longest job duration gpuwatch takes (a day, as its routes cap it), s.
+# The longest job duration the client sends, s: a day, past which a duration is a mistake.
+# gpuwatch itself caps what it plans with at its policy.max_job_s (600 s by default).
 _MOST_EXPECTED_S = 86400.0
 
 # What came of a release (ReleaseResult.outcome).
@@ -280,10 +281,13 @@ class GpuwatchClient:
             answer = self._request("POST", "/v1/release?" + urllib.parse.urlencode({"lease": lease}))
             result = _read_release(answer, lease)
         except GpuwatchError as exc:
-            log.warning("could not release gpuwatch lease %s: %s; it ends at its deadline", lease, exc)
+            log.warning("could not release gpuwatch lease %s: %s; it ends at its deadline", shown(lease), exc)
             return ReleaseResult(lease, NOT_TOLD, reason=str(exc))
         if result.outcome == NOT_OPEN:
-            log.info("gpuwatch lease %s was no longer open (released before, expired, or its GPU out)", lease)
+            log.info(
+                "gpuwatch lease %s was no longer open (released before, expired, or its GPU out)",
+                shown(lease),
+            )
         return result
 
     def _release_quietly(self, lease: str) -> None:
@@ -291,7 +295,7 @@ class GpuwatchClient:
         try:
             self.release(lease)
         except GpuwatchRequestError as exc:
-            log.error("gpuwatch refused to release lease %s: %s", lease, exc)  # noqa: TRY400 - no traceback: its answer says it
+            log.error("gpuwatch refused to release lease %s: %s", shown(lease), exc)  # noqa: TRY400 - no traceback: its answer says it
 
     def _cached_answer(self, key: Hashable) -> AdmitResult | None:
         with self._lock:
@@ -545,3 +549,11 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
+
+
+def shown(lease: str) -> str:
+    """A lease id as logs may show it: enough to tell leases apart, not enough to end one.
+
+    The id is the only credential a lease has (gpuwatch never logs it either).
+    """
+    return lease[:6] + "…"

@@ -5,9 +5,11 @@ unguessable id (128 random bits, as 22 URL-safe characters), numbered per GPU, w
 the duration planned with and its deadline, and the GPU's count of slots taken bumped at once.
 The request path reads only those counts (`totals`, written under the lock), so it knows how many
 slots were taken since the decision it answers from. `release` ends a lease by its id, on the
-event loop. The sampler thread asks for `leases` once per sample, under a lock held for
-microseconds: leases past their deadline end there (`expired`), and the policy gets each GPU's
-open leases, its recent releases and how long the released leases of each class were held.
+event loop. The sampler thread asks for `leases` once per sample, under a lock held while the
+open leases are copied (microseconds for the dozens a GPU has): leases past their deadline end
+there (`expired`, found in a heap by deadline, not by looking at every lease), and the policy
+gets each GPU's open leases, its recent releases and how long the released leases of each
+class were held.
 A GPU that goes FAILED or UNKNOWN ends its leases (`end_gpus`, `gpu_out`). A lease released
 after its deadline is answered as ended (404), but how long its job ran still teaches the class's
 duration: without it the longest jobs, the ones that outlive their plan, would never be learned.
@@ -18,6 +20,7 @@ and how, and a histogram of how long released leases were held.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import secrets
@@ -27,6 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NodeDecision, PriorityClass, ThermalState
@@ -62,9 +66,8 @@ def well_formed(lease_id: str) -> bool:
     return _ID.fullmatch(lease_id) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One lease as handed out: its id, GPU and what the policy reads of it."""
+class Held(NamedTuple):
+    """One lease as handed out: its id, GPU and what the policy reads of it (a tuple: one per admission)."""
 
     id: str
     gpu: int
@@ -106,6 +109,10 @@ class LeaseBook:
         self.totals: list[int] = []  # slots taken, by GPU index
         self._numbers: list[int] = []  # leases taken, by GPU index
         self._open: dict[str, Held] = {}
+        self._open_counts: dict[tuple[int, PriorityClass], int] = {}  # kept as leases come and go
+        # (deadline, id) of the leases taken, soonest first: expiry looks only at those due. An
+        # entry of a lease since released stays until its deadline, and is then passed over.
+        self._deadlines: list[tuple[float, str]] = []
         self._by_gpu: list[dict[int, Held]] = []  # number -> lease, in number order
         self._released: list[deque[tuple[int, float]]] = []
         self._held_s = {cls: deque[float](maxlen=LEARN_FROM) for cls in PriorityClass}
@@ -147,6 +154,7 @@ class LeaseBook:
                 self._numbers.append(0)
                 self._by_gpu.append({})
                 self._released.append(deque(maxlen=RECENT_RELEASES))
+                self._open_counts.update(((len(self._by_gpu) - 1, cls), 0) for cls in PriorityClass)
             number = self._numbers[gpu] + 1
             self._numbers[gpu] = number
             deadline_at = now + deadline_s(expected_s, self._config)
@@ -154,6 +162,8 @@ class LeaseBook:
             held = Held(lease_id, gpu, lease)
             self._open[lease_id] = held
             self._by_gpu[gpu][number] = held
+            heapq.heappush(self._deadlines, (deadline_at, lease_id))
+            self._open_counts[gpu, priority] += 1
             self.totals[gpu] += slots
             self.changes += 1
         return held
@@ -193,8 +203,15 @@ class LeaseBook:
         return ended
 
     def end_out(self, decision: NodeDecision) -> int:
-        """End the leases on every GPU `decision` has FAILED or UNKNOWN (DESIGN §2); returns how many."""
+        """End the leases on every GPU `decision` has FAILED or UNKNOWN (DESIGN §2); returns how many.
+
+        A GPU the decision no longer lists at all (gone from the node) is out too, once some GPU
+        is listed (before the first sample none is).
+        """
         out = [gpu.index for gpu in decision.gpus if gpu.state in OUT]
+        if decision.gpus:
+            listed = {gpu.index for gpu in decision.gpus}
+            out += [gpu for gpu in range(len(self._by_gpu)) if gpu not in listed]
         return self.end_gpus(out) if out else 0
 
     def leases(self) -> Leases:
@@ -204,8 +221,12 @@ class LeaseBook:
         """
         now = self._clock()
         with self._lock:
-            for held in [h for h in self._open.values() if now > h.lease.deadline_at]:
-                self._end(held, now, EXPIRED)
+            deadlines = self._deadlines
+            while deadlines and deadlines[0][0] < now:
+                _, lease_id = heapq.heappop(deadlines)
+                held = self._open.get(lease_id)
+                if held is not None:
+                    self._end(held, now, EXPIRED)
             return Leases(
                 gpus=MappingProxyType(
                     {
@@ -223,10 +244,7 @@ class LeaseBook:
     def open_counts(self) -> dict[tuple[int, PriorityClass], int]:
         """Open leases by (GPU index, class), every class of every GPU seen named."""
         with self._lock:
-            counts = {(gpu, cls): 0 for gpu in range(len(self._by_gpu)) for cls in PriorityClass}
-            for held in self._open.values():
-                counts[held.gpu, held.lease.priority] += 1
-        return counts
+            return dict(self._open_counts)
 
     def ended_counts(self) -> dict[tuple[PriorityClass, str], int]:
         """Leases ended since the start, by (class, how)."""
@@ -247,6 +265,7 @@ class LeaseBook:
         """End `held` at `now` (the lock is held)."""
         del self._open[held.id]
         del self._by_gpu[held.gpu][held.lease.number]
+        self._open_counts[held.gpu, held.lease.priority] -= 1
         lease = held.lease
         held_s = max(0.0, now - lease.taken_at)
         self._ended[lease.priority, how] += 1

@@ -179,7 +179,7 @@ class Publication:
         self.decision = decision
         self._source = source
         self._book = book
-        self._counted = {gpu.index: gpu.reservations_counted for gpu in decision.gpus}
+        self._counted = {gpu.index: gpu.slots_counted for gpu in decision.gpus}
         # The book's count of leases taken and ended when the decision was rendered: while it
         # stands, the rendered /v1/state is the book's too.
         self._changes = 0 if book is None else book.changes
@@ -219,7 +219,12 @@ class Publication:
         book = self._book
         if book is None:
             return {}
-        return {index: book.total(index) - counted for index, counted in self._counted.items()}
+        totals = book.totals
+        known = len(totals)
+        return {
+            index: (totals[index] if index < known else 0) - counted
+            for index, counted in self._counted.items()
+        }
 
     def planned(self, priority: PriorityClass, expected_s: float | None) -> tuple[Planned, bool]:
         """The duration a `priority` job is planned with (the request's, capped, else its class's).
@@ -262,20 +267,7 @@ class Publication:
         taken = self.taken()
         admission = admit(self.decision, priority, gpu=gpu, jitter=JITTERS[0], taken=taken, long=long)
         if not admission.admitted:
-            # Held now, held until the next decision: render every variant under every status once.
-            variants = (
-                admission,
-                *(
-                    admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken, long=long)
-                    for j in JITTERS[1:]
-                ),
-            )
-            plain = tuple(_rendered(a, self.decision.sequence, 0) for a in variants)
-            tally = tally_slot(priority, admitted=False)
-            by_route = {
-                route_: tuple(AdmitAnswer(with_status(r, route_.value), tally, admission) for r in plain)
-                for route_ in AdmitRoute
-            }
+            by_route = self._held_answers(admission, gpu, taken, long=long)
             self._held[priority, gpu, long] = by_route
             self._remember_held(asked, by_route)
             return by_route[route][jitter]
@@ -292,6 +284,25 @@ class Publication:
         if lease is not None:
             response = with_lease(response, lease.id)
         return AdmitAnswer(response, tally_slot(priority, admitted=True), admission, lease)
+
+    def _held_answers(
+        self, held: Admission, gpu: int | None, taken: Mapping[int, int], *, long: bool
+    ) -> HeldAnswers:
+        """Every variant of a held-back answer under every status, rendered once.
+
+        Held now, held until the next decision: slots taken since it only grow.
+        """
+        priority = held.priority
+        variants = (
+            held,
+            *(admit(self.decision, priority, gpu=gpu, jitter=j, taken=taken, long=long) for j in JITTERS[1:]),
+        )
+        plain = tuple(_rendered(a, self.decision.sequence, 0) for a in variants)
+        tally = tally_slot(priority, admitted=False)
+        return {
+            route: tuple(AdmitAnswer(with_status(r, route.value), tally, held) for r in plain)
+            for route in AdmitRoute
+        }
 
     def _admitted_response(
         self, admission: Admission, gpu: int | None, slots_left: int, leased: Planned | None
@@ -345,6 +356,16 @@ class Publication:
         response = build_response(200, JSON, body, headers)
         self._state_cache = (key, response)
         return response
+
+    def open_leases(self) -> dict[int, int] | None:
+        """Each GPU's open leases now, of every class, by index (None: no lease book)."""
+        book = self._book
+        if book is None:
+            return None
+        totals: dict[int, int] = {}
+        for (gpu, _), count in book.open_counts().items():
+            totals[gpu] = totals.get(gpu, 0) + count
+        return totals
 
     @property
     def ready(self) -> Response:

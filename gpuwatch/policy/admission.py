@@ -1,13 +1,14 @@
 """The one admission function every exposure uses: a node decision, what was taken since, and a class in.
 
 A request of a class is admitted on a GPU with a free slot for it: the slots the decision
-offered less the admissions taken on that GPU since (`taken`, by GPU index: each took one slot
-at once, whatever its class). Unpinned, the GPU with the most free slots for the class is named,
+offered less the slots taken on that GPU since (`taken`, by GPU index: each admission took its
+own at once, whatever its class; a job planned longer than its class's takes the class jobs it
+displaces). Unpinned, the GPU with the most free slots for the class is named,
 coolest (lowest pressure) first; pinned with `gpu=`, that GPU's free slots decide. Held back,
 the answer carries Retry-After: the predicted wait for a slot (the soonest of the node's GPUs,
 unpinned), jittered by the caller's `jitter` in [-1, 1] times the decision's jitter ratio
 (±20 %), rounded to whole seconds and clamped (default [1, 120] s). Taking the slot is the
-caller's: the answer only names the GPU (the exposure's ReservationBook, the simulator's own).
+caller's: the answer names the GPU and the slots to take (the exposure's LeaseBook takes them).
 """
 
 from __future__ import annotations
@@ -79,21 +80,17 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
     """
     if not -1.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be in [-1, 1], got {jitter}")
-    bounds = decision.retry_bounds
     pinned = None if gpu is None else _find(decision, gpu)
     frees = _frees(decision, priority, taken)
-    left = sum(frees.values())
-    costs = {g.index: (g.long_cost(priority) if long else 1) for g in decision.gpus}
+    costs = {g.index: g.long_cost(priority) for g in decision.gpus} if long else {}
     candidates = [
         g
         for g in decision.gpus
-        if (cost := costs[g.index]) is not None
-        and frees.get(g.index, 0) >= cost
-        and (pinned is None or g is pinned)
+        if (pinned is None or g is pinned) and frees[g.index] >= (costs.get(g.index, 1) or math.inf)
     ]
     if candidates:
         chosen = min(candidates, key=lambda g: (-frees[g.index], g.pressure, g.index))
-        cost = costs[chosen.index] or 1
+        cost = costs.get(chosen.index) or 1
         # Pinned, the answer speaks for that GPU; otherwise for the node, slots summed over GPUs.
         about: GpuDecision | NodeDecision = decision if pinned is None else chosen
         return _admitted(
@@ -102,7 +99,7 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
             state=about.state,
             pressure=about.pressure,
             sentence=about.sentence,
-            slots_left=(left if pinned is None else frees[chosen.index]) - cost,
+            slots_left=(sum(frees.values()) if pinned is None else frees[chosen.index]) - cost,
             cost=cost,
         )
     if not decision.gpus and priority in decision.admits and pinned is None:
@@ -115,7 +112,19 @@ def admit(  # noqa: PLR0913 - keyword-only past the class: what a request may sa
             sentence=decision.sentence,
             slots_left=0,
         )
-    if pinned is not None:  # the pinned GPU's own wait and figures
+    return _held_back(decision, priority, pinned, taken, jitter)
+
+
+def _held_back(
+    decision: NodeDecision,
+    priority: PriorityClass,
+    pinned: GpuDecision | None,
+    taken: Mapping[int, int],
+    jitter: float,
+) -> Admission:
+    """The held-back answer: the pinned GPU's own wait and figures, else the node's."""
+    bounds = decision.retry_bounds
+    if pinned is not None:
         wait_s = bounds.max_s if decision.drained else pinned.wait_for(priority, taken.get(pinned.index, 0))
         reason = _held_reason(pinned.reasons, offered=pinned.slots.of(priority) > 0)
         state, pressure, sentence = pinned.state, pinned.pressure, pinned.sentence
@@ -147,7 +156,8 @@ def _frees(decision: NodeDecision, priority: PriorityClass, taken: Mapping[int, 
     """Free slots for `priority` on each GPU, by index (none while the node is drained)."""
     if decision.drained:
         return {g.index: 0 for g in decision.gpus}
-    return {g.index: g.free(priority, taken.get(g.index, 0)) for g in decision.gpus}
+    name = priority.value  # read as a plain attribute: this runs for every admission
+    return {g.index: max(0, getattr(g.slots, name) - taken.get(g.index, 0)) for g in decision.gpus}
 
 
 def jittered_retry_after(seconds: float | None, jitter: float, bounds: RetryAfterBounds) -> int:

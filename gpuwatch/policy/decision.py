@@ -168,7 +168,7 @@ class GpuDecision:
     reserved: int = 0  # open leases on this GPU (their jobs running, or still to show in the power)
     # The running count of slots taken on this GPU that the decision has counted: slots taken
     # past it (since) come off `slots` at once (the exposure's LeaseBook keeps the count).
-    reservations_counted: int = 0
+    slots_counted: int = 0
     job_power_w: float | None = None  # ΔP_job: one more job's power, W
     leases: LeaseCounts = ()  # open leases by class
     pending: int = 0  # of the open leases, those whose jobs the power does not show yet

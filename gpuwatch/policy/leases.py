@@ -7,16 +7,20 @@ releases once per sample, as data; nothing here keeps time.
 
 At each fresh reading the policy matches the leases against the step in the GPU's power since
 the reading before (`matched`):
-- a release of a lease the power showed explains one job's worth of fall;
+- a release of a lease the power showed, and whose fall it has not shown yet, explains one
+  job's worth of fall;
 - what is left of the step, in whole jobs (ΔP_job, rounded), is jobs starting (leases taken
   before the reading, oldest first, become *shown*) or, when it is a fall, jobs that ended
-  without a release (a gateway that never releases): shown leases whose planned end is
-  soonest become *seen ended*, and no further fall is planned for them.
+  without a release (a gateway that never releases, or releases late): shown leases whose
+  expected end is soonest become *seen ended*, and no further fall is planned for them.
+A release the power does not show falling (it comes a little before or after the fall, or the
+job outlives its release) shows a start only where a lease was taken in the same interval: a
+start hidden by an end, the common case of a busy GPU.
 A shown lease's job is in the present power and is planned to stop at its end; a lease not
 shown yet is planned to add its job's power from now until its end. Matching errs on the safe
 side both ways: a fall is put down to an ended job readily (its planned fall is forgotten), and
-a start the readings hide (a job ending in the same interval) leaves its lease unshown, so its
-power is counted twice until its end rather than not at all.
+a start the readings hide leaves its lease unshown, so its power is counted twice until its end
+rather than not at all.
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import NamedTuple
 
 from gpuwatch.policy.decision import PriorityClass
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One open lease, as the book holds it."""
+class Lease(NamedTuple):
+    """One open lease, as the book holds it (a tuple: the book makes one for every admission)."""
 
     number: int  # 1, 2, ... per GPU, in the order taken
     taken_at: float  # monotonic s
@@ -107,13 +111,18 @@ def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched 
     # readings are those of [previous_at, reading_at).
     since = -math.inf if previous_at is None else previous_at
     released_shown = sum(
-        1 for number, at in ledger.released if since <= at < reading_at and number <= memory.shown_through
+        1
+        for number, at in ledger.released
+        if since <= at < reading_at and number <= memory.shown_through and number not in memory.seen_ended
     )
-    started_between = any(since <= lease.taken_at < reading_at for lease in ledger.open)
+    taken_between = sum(1 for lease in ledger.open if since <= lease.taken_at < reading_at)
     shown_through = memory.shown_through
     ended = memory.seen_ended & numbers
     if step_w is not None and job_power_w is not None and job_power_w > 0:
-        jobs = math.floor(step_w / job_power_w + 0.5) + released_shown
+        rise = math.floor(step_w / job_power_w + 0.5)
+        jobs = rise + released_shown
+        if rise <= 0:
+            jobs = min(jobs, taken_between)  # no rise: a start only where one hides behind an end
         if jobs > 0:
             shown_through = _shown_through(ledger.open, shown_through, reading_at, jobs)
         elif jobs < 0:
@@ -129,7 +138,7 @@ def matched(  # noqa: PLR0913 - one reading's step and the leases it is matched 
         pending=pending,
         counted=ledger.taken,
         released_shown=released_shown,
-        started_between=started_between,
+        started_between=taken_between > 0,
     )
 
 

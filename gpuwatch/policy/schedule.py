@@ -9,7 +9,8 @@ with δ_j the change in power planned t_j seconds from now (W) and G the model's
 (°C per W, 0 before the step). A running job's lease plans a fall of ΔP_job at its planned end;
 a lease whose job the power does not show yet plans a rise now and a fall at its end; a new job
 of a class is a pulse of ΔP_job from now until the class's expected duration. A job of unknown
-duration never ends. The enforced power limit caps the rises: at the limit more jobs draw no
+duration never ends. A lease the power never showed starting stops counting once its job should
+have ended. The enforced power limit caps the rises: at the limit more jobs draw no
 more. A GPU held at its limit hides how much its jobs would draw, so there the first job
 ending is planned to give nothing back.
 
@@ -44,9 +45,18 @@ def lease_steps(  # noqa: PLR0913 - the leases, when they end, and the power the
 
     `end_at` says when a leased job is planned to stop (monotonic s; inf: not within the horizon).
     """
-    changes: list[Step] = [(0.0, job_power_w) for _ in pending]
-    for lease in (*running, *pending):
+    changes: list[Step] = []
+    for lease in running:
         end = end_at(lease) - now
+        if 0 < end < math.inf:
+            changes.append((end, -job_power_w))
+    for lease in pending:
+        end = end_at(lease) - now
+        if end == math.inf and lease.expected_s is not None:
+            # Past its end and never seen starting: its job started behind another's end (and
+            # is in the present power), never started, or is over; it adds nothing any more.
+            continue
+        changes.append((0.0, job_power_w))
         if 0 < end < math.inf:
             changes.append((end, -job_power_w))
     if not changes:
@@ -107,34 +117,23 @@ class Schedule:
         steps = ((0.0, -self.job_power_w), *self.steps)
         return Schedule(self._forecast, steps, self.job_power_w, safe=self.safe)
 
-    def expected(self) -> Schedule:
-        """The same steps with every planned fall given back whole: when slots are expected back."""
-        return Schedule(self._forecast, self.steps, self.job_power_w, safe=False)
+    def _rise(self, seconds: float) -> float:
+        """The step response after `seconds` (0 before the step), °C per W."""
+        return _once(self._responses, self._response, seconds)
 
-    def _g(self, seconds: float) -> float:
-        """The step response after `seconds` (0 before the step), °C per W; each worked out once."""
-        if seconds <= 0:
-            return 0.0
-        found = self._responses.get(seconds)
-        if found is None:
-            found = self._responses[seconds] = self._response(seconds)
-        return found
-
-    def _f(self, seconds: float) -> float:
+    def _fall_back(self, seconds: float) -> float:
         """What a planned fall gives back after `seconds`, °C per W (see the class)."""
-        if seconds <= 0:
-            return 0.0
-        found = self._falls.get(seconds)
-        if found is None:
-            found = self._falls[seconds] = self._fall(seconds)
-        return found
+        return _once(self._falls, self._fall, seconds)
 
     def margin_c(self, h: float) -> float:
         """The planned margin `h` seconds from now, before any job not yet admitted, °C."""
         found = self._margins.get(h)
         if found is None:
             found = self._margin_at(h) - sum(
-                [change * (self._g(h - at) if change > 0 else self._f(h - at)) for at, change in self.steps]
+                [
+                    change * (self._rise(h - at) if change > 0 else self._fall_back(h - at))
+                    for at, change in self.steps
+                ]
             )
             self._margins[h] = found
         return found
@@ -144,9 +143,9 @@ class Schedule:
         on = h - start
         if on <= 0:
             return 0.0
-        cost = self._g(on)
+        cost = self._rise(on)
         if duration is not None and on > duration:
-            cost -= self._f(on - duration)
+            cost -= self._fall_back(on - duration)
         return self.job_power_w * cost
 
     def points(self, start: float, duration: float | None) -> list[float]:
@@ -220,3 +219,13 @@ class Schedule:
                 (offset, self.pulse_c(offset, 0.0, duration)) for offset in sorted(offsets)
             ]
         return found
+
+
+def _once(worked_out: dict[float, float], response: Callable[[float], float], seconds: float) -> float:
+    """`response(seconds)` (0 before the step), each worked out once and kept in `worked_out`."""
+    if seconds <= 0:
+        return 0.0
+    found = worked_out.get(seconds)
+    if found is None:
+        found = worked_out[seconds] = response(seconds)
+    return found

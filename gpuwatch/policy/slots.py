@@ -16,8 +16,12 @@ durations: `critical` has at least the slots of `default`, and `default` at leas
 `sheddable`.
 
 A class without a slot gets one back when the schedule says so: Retry-After is the first time,
-among the leased jobs' planned ends and a ladder of waits, at which one more job of the class
-would fit, plus one sampling interval for the samples to show it. Where no leased job is planned
+among the leased jobs' ends and a ladder of waits, at which one more job of the class would fit,
+plus one sampling interval for the samples to show it. It is read from what is expected, not
+from what is safe: running jobs end at the median of the held times longer than their age (the
+slots plan them at the high quantile), and a planned end gives back the die's share too.
+Told to come back at the safe end, a held-back client would sleep past the moment most slots
+come back, and past its deadline. Where no leased job is planned
 to end (a gateway that says no durations), a running job is taken to end now, as it will at
 some point: what a held-back GPU does next.
 """
@@ -49,7 +53,7 @@ class Headroom:
     outlook: Outlook
     capacity: Slots  # jobs that may start now if no leased job were still to show: the GPU's thermal standing
     slots: Slots  # what admission reads
-    reserved: int  # leased jobs the power does not show yet
+    pending: int  # leased jobs the power does not show yet
     blocked: str | None  # the reason code that leaves no class a slot, if any
     headroom_c: float | None  # margin above the `default` guard over the horizon with one more job
     # Per class, until it has a slot beyond those offered now (for a class without: until it has one).
@@ -98,7 +102,7 @@ def headroom(outlook: Outlook) -> Headroom:
     moment = readings.moment
     config = moment.config
     on_gpu = learned.leases
-    reserved = len(on_gpu.pending)
+    pending = len(on_gpu.pending)
     if not readings.judged:
         # FAILED: out. UNKNOWN: nothing to forecast from; a fresh reading is due within an
         # interval. Failing open, an UNKNOWN GPU is offered every slot.
@@ -109,28 +113,36 @@ def headroom(outlook: Outlook) -> Headroom:
         return Headroom(outlook, slots, slots, 0, None, None, waits, long_slots=slots)
     blocked = blocked_reason(outlook)
     schedule = _schedule(outlook, on_gpu, pending=True)
+    expected = _schedule(outlook, on_gpu, pending=True, expected=True)
     plans = {cls: moment.durations.plan(cls) for cls in PriorityClass}
     if blocked is not None or schedule is None:
-        waits = _waits(schedule, NO_SLOTS, plans, config, moment.interval_s)
-        return Headroom(outlook, NO_SLOTS, NO_SLOTS, reserved, blocked, None, waits, schedule)
-    standing = _schedule(outlook, on_gpu, pending=False) if reserved else schedule
+        waits = _waits(expected, NO_SLOTS, plans, config, moment.interval_s)
+        return Headroom(outlook, NO_SLOTS, NO_SLOTS, pending, blocked, None, waits, schedule)
+    standing = _schedule(outlook, on_gpu, pending=False) if pending else schedule
     capacity, slots = _counted(
-        outlook.forecast, standing or schedule, schedule, plans, reserved=reserved, config=config
+        outlook.forecast, standing or schedule, schedule, plans, pending=pending, config=config
     )
-    waits = _waits(schedule, slots, plans, config, moment.interval_s)
+    waits = _waits(expected, slots, plans, config, moment.interval_s)
     default_plan = plans[PriorityClass.DEFAULT]
     headroom_c = schedule.lowest_c(default_plan.seconds, 1) - config.default_guard_c
     steps = {cls: JobPlan(None, plans[cls].basis) for cls in PriorityClass}
     long_slots = (
         slots
         if all(plan.seconds is None for plan in plans.values())
-        else _counted(outlook.forecast, schedule, schedule, steps, reserved=reserved, config=config)[1]
+        else _counted(outlook.forecast, schedule, schedule, steps, pending=pending, config=config)[1]
     )
-    return Headroom(outlook, capacity, slots, reserved, None, headroom_c, waits, schedule, long_slots)
+    return Headroom(outlook, capacity, slots, pending, None, headroom_c, waits, schedule, long_slots)
 
 
-def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool) -> Schedule | None:
-    """The GPU's schedule with its running leased jobs (and those still to show, if `pending`)."""
+# The quantile of the held times a running job's end is expected at, for Retry-After.
+EXPECTED_SHARE = 0.5
+
+
+def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool, expected: bool = False) -> Schedule | None:
+    """The GPU's schedule with its running leased jobs (and those still to show, if `pending`).
+
+    `expected`: as the jobs are expected to end (Retry-After), not as slots are counted.
+    """
     forecast = outlook.forecast
     learned = outlook.learned
     job_power_w = learned.job_power_w
@@ -150,13 +162,13 @@ def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool) -> Schedule | N
     steps = lease_steps(
         on_gpu.running,
         on_gpu.pending if pending else (),
-        lambda lease: moment.durations.end_at(lease, moment.now),
+        lambda lease: moment.durations.end_at(lease, moment.now, EXPECTED_SHARE if expected else None),
         moment.now,
         job_power_w=job_power_w,
         headroom_w=forecast.headroom_w,
         at_limit=at_limit,
     )
-    return Schedule(forecast, steps, job_power_w)
+    return Schedule(forecast, steps, job_power_w, safe=not expected)
 
 
 def _counted(  # noqa: PLR0913 - the two schedules, and what each class plans with
@@ -165,7 +177,7 @@ def _counted(  # noqa: PLR0913 - the two schedules, and what each class plans wi
     schedule: Schedule,
     plans: dict[PriorityClass, JobPlan],
     *,
-    reserved: int,
+    pending: int,
     config: PolicyConfig,
 ) -> tuple[Slots, Slots]:
     """Each class's capacity (without the leased jobs still to show) and slots, paid work first."""
@@ -175,7 +187,7 @@ def _counted(  # noqa: PLR0913 - the two schedules, and what each class plans wi
     for cls in PriorityClass:
         guard_c = config.guard_c(cls)
         if capped_safe(forecast, guard_c):
-            cap, free = most, max(0, most - reserved)
+            cap, free = most, max(0, most - pending)
         else:
             duration = plans[cls].seconds
             cap = _whole(standing.jobs_fitting(guard_c, duration), most)
@@ -195,7 +207,7 @@ def _whole(jobs: float, most: int) -> int:
 
 
 def _waits(
-    schedule: Schedule | None,
+    schedule: Schedule | None,  # as expected (_schedule's `expected`)
     slots: Slots,
     plans: dict[PriorityClass, JobPlan],
     config: PolicyConfig,
@@ -208,7 +220,6 @@ def _waits(
     """
     if schedule is None:
         return tuple((cls, None) for cls in PriorityClass)
-    schedule = schedule.expected()
     ends = [at for at, change_w in schedule.steps if change_w < 0 and 0 < at < WAIT_OFFSETS_S[-1]]
     if not ends:
         schedule = schedule.with_one_ending_now()

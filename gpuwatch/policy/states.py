@@ -1,7 +1,8 @@
 """The states stage: a GPU's state from its slots (DESIGN §2), and the shown state with its hold.
 
 The state says which classes the GPU's heat leaves room for, read off its capacity (its slots
-with nothing reserved: a GPU whose slots are all taken by admitted jobs is busy, not hot):
+without the leased jobs its power does not show yet: a GPU whose slots are all taken by
+admitted jobs is busy, not hot):
 
     CRITICAL   margin <= 0, HW thermal slowdown, or memory margin <= 0
     HOT        no `default` slot (SW thermal slowdown leaves none either)

@@ -37,9 +37,9 @@ def decide(standing: Standing) -> GpuDecision:
     if problem is not None:
         codes = (*codes, reasons.MODEL_INPUT_REJECTED)
         clause = f"{clause} (a reading the forecast cannot use was dropped: {problem.replace('_', ' ')})"
-    if headroom.reserved:
-        plural = "s" if headroom.reserved > 1 else ""
-        clause = f"{clause}; {headroom.reserved} admitted job{plural} not showing yet"
+    if headroom.pending:
+        plural = "s" if headroom.pending > 1 else ""
+        clause = f"{clause}; {headroom.pending} admitted job{plural} not showing yet"
     forecast = outlook.forecast
     judged = readings.judged
     pressure = headroom_pressure(headroom.headroom_c, config) if judged else 1.0
@@ -63,10 +63,10 @@ def decide(standing: Standing) -> GpuDecision:
         slots=headroom.slots,
         slot_waits=tuple((cls, clamp(wait, config)) for cls, wait in headroom.waits_s),
         reserved=learned.leases.open,
-        reservations_counted=learned.leases.counted,
+        slots_counted=learned.leases.counted,
         job_power_w=learned.job_power_w,
         leases=_by_class(learned.leases),
-        pending=headroom.reserved,
+        pending=headroom.pending,
         long_slots=headroom.long_slots,
     )
 

@@ -140,6 +140,8 @@ class Scenario:
     # Gateways release each lease when its job ends; False plays a proxy that never releases (and
     # says no duration): leases end at their deadlines.
     releases: bool = True
+    # How long after its job ends a gateway's release reaches gpuwatch, s: the power falls first.
+    release_delay_s: float = 0.0
 
     @property
     def gpu_count(self) -> int:

@@ -6,7 +6,7 @@ import json
 
 from serve_helpers import gpu, node
 
-from gpuwatch.exposure.board import Board
+from gpuwatch.exposure.board import Board, not_yet_sampled
 from gpuwatch.exposure.leases import LeaseBook, well_formed
 from gpuwatch.exposure.publication import AdmitRoute
 from gpuwatch.policy.config import PolicyConfig
@@ -70,3 +70,17 @@ class TestStateFollowsTheBook:
         after = json.loads(board.current.state.body)["gpus"][0]
         assert (after["leases"]["default"], after["reserved"]) == (0, 0)
         assert after["slots"]["default"] == 4  # a slot taken stays taken until the next decision
+
+
+class TestGpusOut:
+    """A GPU FAILED, UNKNOWN or gone from the node ends its leases (gpu_out)."""
+
+    def test_a_gpu_gone_from_the_decision_ends_its_leases(self):
+        book = book_at(ManualClock())
+        gone = book.take(1, DEFAULT, None)
+        kept = book.take(0, DEFAULT, None)
+        assert book.end_out(not_yet_sampled()) == 0  # no GPU listed yet: nothing is known to be gone
+        assert book.end_out(node(gpu(0, slots=Slots(1, 1, 1)))) == 1
+        assert book.release(gone.id) is None
+        assert book.release(kept.id) is not None
+        assert book.ended_counts()[DEFAULT, "gpu_out"] == 1

@@ -42,31 +42,23 @@ def status(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 @pytest.fixture(scope="module")
 def hot_daemon(tmp_path_factory):
     folder = tmp_path_factory.mktemp("status")
-    (folder / "hot.toml").write_text(HOT_NODE)
-    (folder / "gpuwatch.toml").write_text(HOT_GUARDS)
-    daemon = ServeProcess(
-        f"--source=sim:{folder / 'hot.toml'}",
-        f"--interval={INTERVAL_S}",
-        "--web.listen-address=127.0.0.1:0",
-        "--agent.listen-address=",
-        "--state-dir=",
-        f"--config={folder / 'gpuwatch.toml'}",
-    )
-    try:
-        yield daemon.port("HTTP")
-    finally:
-        daemon.kill()
+    yield from _serving(folder, HOT_NODE, HOT_GUARDS, INTERVAL_S)
 
 
 @pytest.fixture(scope="module")
 def busy_daemon(tmp_path_factory):
     """A cool node sampled every 0.2 s, so that leases show in its decision at once."""
     folder = tmp_path_factory.mktemp("busy")
-    (folder / "cool.toml").write_text(COOL_NODE)
-    (folder / "gpuwatch.toml").write_text(JOB_SECONDS)
+    yield from _serving(folder, COOL_NODE, JOB_SECONDS, 0.2)
+
+
+def _serving(folder, node: str, config: str, interval_s: float):
+    """`gpuwatch serve` on the sim node `node` with the [policy] `config`; yields its HTTP port."""
+    (folder / "node.toml").write_text(node)
+    (folder / "gpuwatch.toml").write_text(config)
     daemon = ServeProcess(
-        f"--source=sim:{folder / 'cool.toml'}",
-        "--interval=0.2",
+        f"--source=sim:{folder / 'node.toml'}",
+        f"--interval={interval_s}",
         "--web.listen-address=127.0.0.1:0",
         "--agent.listen-address=",
         "--state-dir=",

@@ -11,7 +11,20 @@ from int_procs import QuietServer
 from gpuwatch.client import GpuwatchClient
 
 
-class NamedApp:
+class LoopbackApp:
+    """An HTTP server on loopback, serving on a thread of its own until closed."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = QuietServer(("127.0.0.1", 0), handler)
+        self.port = int(self.server.server_address[1])
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class NamedApp(LoopbackApp):
     """An HTTP server on loopback that answers every GET with 200 and its name."""
 
     def __init__(self, name: str) -> None:
@@ -30,16 +43,10 @@ class NamedApp:
                 pass
 
         self.name = name
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
-class LeaseReleasingApp:
+class LeaseReleasingApp(LoopbackApp):
     """The application behind nginx: reads X-GPUWatch-Lease, "runs the job", releases the lease.
 
     It releases with gpuwatch.client as README's snippet does, and answers with JSON: the lease it
@@ -74,10 +81,4 @@ class LeaseReleasingApp:
             def log_message(self, *_args: object) -> None:
                 pass
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,39 @@ class TestLeasesReleased:
         assert lease_node.wait_open_leases(0, timeout_s=4.0) == 0
         assert lease_node.release(lease).status == 404
 
+    def test_released_when_the_request_is_cancelled_while_gpuwatch_is_asked(self, lease_node):
+        asked, answer = threading.Event(), threading.Event()
+        taken: list[str] = []
+
+        class SlowClient(GpuwatchClient):
+            def admit(self, *args, **kwargs):
+                asked.set()
+                answer.wait(5.0)
+                result = super().admit(*args, **kwargs)
+                taken.append(result.lease)
+                return result
+
+        async def app(_scope, _receive, _send):
+            pytest.fail("a cancelled request reached the app")
+
+        middleware = GpuwatchAdmission(app, client=SlowClient(lease_node.url, fail_open=False))
+
+        async def request_then_cancel() -> None:
+            scope = {"type": "http", "path": "/generate", "headers": [], "method": "POST"}
+            asking = asyncio.ensure_future(middleware(scope, _never_receives, _drops))
+            await asyncio.to_thread(asked.wait, 5.0)
+            asking.cancel()
+            answer.set()
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            await asyncio.to_thread(wait_for, lambda: taken, what="the admission came back")
+            await asyncio.sleep(0.5)  # the release runs on a worker thread
+
+        asyncio.run(request_then_cancel())
+        [lease] = taken
+        assert lease_node.release(lease).status == 404  # released already, not held to its deadline
+        assert lease_node.wait_open_leases(0) == 0
+
     def test_released_when_the_app_raises(self, spawner, lease_node):
         server = Uvicorn(spawner, lease_node.url)
         assert server.get("/boom").status == 500
@@ -175,3 +209,12 @@ class TestScopesAndOptions:
     def test_ambiguous_options_are_refused(self, options, message):
         with pytest.raises(ValueError, match=message):
             GpuwatchAdmission(lambda *_: None, **options)
+
+
+async def _never_receives() -> dict[str, object]:
+    await asyncio.sleep(3600)
+    return {"type": "http.disconnect"}
+
+
+async def _drops(_message: dict[str, object]) -> None:
+    """Sends nowhere."""

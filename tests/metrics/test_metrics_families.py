@@ -154,12 +154,15 @@ class TestLiveFamilies:
             )
 
         assert slots(0) == {"critical": 4, "default": 3, "sheddable": 1}
-        assert (reserved(0), reserved(1)) == (1, 0)
-        book.take(0, DEFAULT, 10.0)
+        assert (reserved(0), reserved(1)) == (0, 0)  # the book's open leases, not the decision's
+        taken = book.take(0, DEFAULT, 10.0)
         book.take(0, CRITICAL, None)
         assert slots(0) == {"critical": 2, "default": 1, "sheddable": 0}
         assert slots(1) == {"critical": 2, "default": 1, "sheddable": 0}
-        assert (reserved(0), reserved(1)) == (3, 0)
+        assert (reserved(0), reserved(1)) == (2, 0)
+        book.release(taken.id)
+        assert reserved(0) == 1  # at once; the slot comes back with the next decision
+        assert slots(0) == {"critical": 2, "default": 1, "sheddable": 0}
 
 
 class Clock:

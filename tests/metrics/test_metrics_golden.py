@@ -62,7 +62,7 @@ def _XIDS_AND_LOST(snapshot):  # noqa: N802 - a constant edit, named as one
 
 # Gateways on two cool H100s, one sample a second: each second a default job of 8 s on GPU 0 and
 # GPU 1 in turn, released when it ends, except every third, which is never released (it expires
-# at 8 s + the 5 s grace); from second 2, a critical job of unknown length that stays open (its
+# at 8 s + the 8 s grace); from second 2, a critical job of unknown length that stays open (its
 # deadline is the 60 s horizon); at second 3, a sheddable job released 25 s later.
 DEFAULT_JOB_S = 8.0
 SHEDDABLE_HELD_S = 25

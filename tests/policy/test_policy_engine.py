@@ -37,7 +37,7 @@ class TestDecisionFields:
         assert gpu.state is ThermalState.OK
         assert gpu.admits == ALL_CLASSES
         assert gpu.slots.sheddable > 0
-        assert (gpu.reserved, gpu.reservations_counted) == (0, 0)
+        assert (gpu.reserved, gpu.slots_counted) == (0, 0)
         assert gpu.reasons == (reasons.WITHIN_LIMITS,)
         assert gpu.sentence.startswith("GPU 0 is ok: margin 30 °C; room for")
         assert (gpu.margin_c, gpu.memory_margin_c, gpu.power_w, gpu.power_limit_w) == (
@@ -217,7 +217,7 @@ class TestLeases:
             leases((1, 10.5, None), (2, 10.6, None)),
         )
         gpu = booked.gpus[0]
-        assert (gpu.reserved, gpu.pending, gpu.reservations_counted) == (2, 2, 2)
+        assert (gpu.reserved, gpu.pending, gpu.slots_counted) == (2, 2, 2)
         assert gpu.leases_of(PriorityClass.DEFAULT) == 2
         assert (
             2 <= free.slots.default < PolicyConfig().max_slots
@@ -239,7 +239,7 @@ class TestLeases:
         drive(p, [30.0] * 3)
         book = leases((1, 3.5, None), (2, 3.6, None), (3, 3.7, None))
         gpu = p.update(snapshot(4.0, sample(0, None, health=GpuHealth.LOST), sequence=4), book).gpus[0]
-        assert (gpu.reserved, gpu.reservations_counted) == (0, 3)
+        assert (gpu.reserved, gpu.slots_counted) == (0, 3)
 
     def test_the_class_duration_is_learned_from_released_leases(self):
         p = policy(job_seconds={"default": 30.0})

@@ -96,3 +96,40 @@ class TestDropped:
     def test_everything_is_through(self):
         result = dropped(ledger(lease(1, 9.6), lease(2, 9.8), lease(3, 10.1)), LeaseMemory())
         assert (result.open, result.memory.shown_through, result.counted) == (0, 3, 3)
+
+
+class TestReleasesOutOfStep:
+    """Releases that come before or after their fall, or while the job still draws, show no start."""
+
+    def test_a_fall_seen_then_its_release_shows_nothing(self):
+        # Lease 1 running, 2 pending. 1's fall came unreleased: seen ended.
+        book = ledger(lease(1, 2.0, 8.0), lease(2, 5.0))
+        first = match(book, LeaseMemory(shown_through=1), -200.0)
+        assert first.memory.seen_ended == {1}
+        # Then 1's release comes, with no power step: 2 has not started.
+        later = matched(
+            ledger(lease(2, 5.0), released=((1, 10.5),)),
+            first.memory,
+            reading_at=11.0,
+            previous_at=10.0,
+            step_w=0.0,
+            job_power_w=JOB_W,
+        )
+        assert [x.number for x in later.pending] == [2]
+        assert later.released_shown == 0
+
+    def test_a_release_before_its_fall_shows_no_start(self):
+        # Lease 1 running is released, its power still drawn at the reading; 2 was taken earlier.
+        book = ledger(lease(2, 5.0), released=((1, 9.5),))
+        result = match(book, LeaseMemory(shown_through=1), 0.0)
+        assert [x.number for x in result.pending] == [2]
+        # The fall one interval later is unexplained: 2 is not shown, and nothing running ends.
+        later = matched(
+            book, result.memory, reading_at=11.0, previous_at=10.0, step_w=-200.0, job_power_w=JOB_W
+        )
+        assert ([x.number for x in later.pending], later.memory.seen_ended) == ([2], set())
+
+    def test_a_start_hidden_by_a_release_in_the_same_interval_shows(self):
+        book = ledger(lease(2, 9.6), released=((1, 9.5),))
+        result = match(book, LeaseMemory(shown_through=1), 10.0)
+        assert [x.number for x in result.running] == [2]

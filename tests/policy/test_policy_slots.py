@@ -17,6 +17,7 @@ from gpuwatch.policy.forecast import HORIZON_SHARES, Basis, Forecast, Outlook, s
 from gpuwatch.policy.learning import Learned, Load, MarginModel
 from gpuwatch.policy.leases import Lease, LeaseMemory, OnGpu
 from gpuwatch.policy.readings import Moment, XidMemory, read
+from gpuwatch.policy.schedule import Schedule
 from gpuwatch.policy.slots import headroom
 from gpuwatch.policy.thermal_model import RcParameters
 from gpuwatch.sources.model import ClockEventReason
@@ -108,7 +109,7 @@ class TestSlots:
         room = headroom(outlook(30.0, power_w=100.0, reserved=2))
         assert room.capacity.default == 4
         assert room.slots.default == 2
-        assert room.reserved == 2
+        assert room.pending == 2
 
     def test_a_gpu_safe_even_at_its_power_limit_gets_the_cap(self):
         room = headroom(outlook(40.0, power_w=650.0, limit_w=700.0))
@@ -228,9 +229,8 @@ class TestJobsEnd:
         assert room.schedule.steps == ((4.0, -JOB_W),)
         # 0.07 °C/W of slow node with tau 280 s: 200 W gives back 14 * (1 - e^-10/280) by 10 s after.
         assert room.schedule.margin_c(14.0) == pytest.approx(12.0 + JOB_W * 0.07 * -math.expm1(-10 / 280))
-        assert room.schedule.expected().margin_c(14.0) == pytest.approx(
-            12.0 + JOB_W * RESPONSE.step_response_c_per_w(10.0)
-        )
+        expected = Schedule(room.outlook.forecast, room.schedule.steps, JOB_W, safe=False)
+        assert expected.margin_c(14.0) == pytest.approx(12.0 + JOB_W * RESPONSE.step_response_c_per_w(10.0))
 
     def test_a_job_still_to_show_counts_until_its_planned_end(self):
         free = headroom(outlook(20.0, power_w=100.0, job_s=8.0)).slots
@@ -263,3 +263,11 @@ class TestJobsEnd:
         assert (pulses.slots.default, pulses.long_slots.default) == (3, 2)  # 17 °C at 4.4 and at 6.7 °C a job
         steps = headroom(outlook(20.0, power_w=100.0))
         assert steps.long_slots == steps.slots
+
+    def test_a_lease_never_seen_starting_stops_counting_after_its_end(self):
+        free = headroom(outlook(20.0, power_w=100.0, job_s=8.0)).slots
+        overdue = Lease(1, NOW - 30.0, PriorityClass.DEFAULT, 10.0, NOW + 10.0)
+        late = headroom(outlook(20.0, power_w=100.0, job_s=8.0, pending=(overdue,))).slots
+        unknown = headroom(outlook(20.0, power_w=100.0, job_s=8.0, pending=(lease(1),))).slots
+        assert late == free
+        assert unknown.default < free.default

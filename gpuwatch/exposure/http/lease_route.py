@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, unquote
 
 from gpuwatch.exposure.board import Board
-from gpuwatch.exposure.http.responses import Response, error_response, json_response
+from gpuwatch.exposure.http.responses import JSON, Response, build_response, error_response, json_bytes
 from gpuwatch.exposure.leases import ID_LENGTH, Ended, well_formed
 
 RELEASE_PATH = b"/v1/release"
@@ -31,6 +31,9 @@ MISSING_LEASE = error_response(
 )
 # The most of a bad id an error echoes back: enough to recognise it, not a whole pasted body.
 _SHOWN_CHARS = 2 * ID_LENGTH
+# `lease=` and an id, and nothing to decode: what every client sends, read without a parser.
+_LEASE_IS = b"lease="
+_PLAIN_QUERY = len(_LEASE_IS) + ID_LENGTH
 
 
 class LeaseRoute:
@@ -43,6 +46,13 @@ class LeaseRoute:
         """`POST /v1/release?lease=ID`."""
         if method != b"POST":
             return RELEASE_METHOD_NOT_ALLOWED
+        if (
+            len(query) == _PLAIN_QUERY
+            and query.startswith(b"lease=")
+            and b"%" not in query
+            and b"+" not in query
+        ):
+            return self._ended(query[6:].decode("latin-1"))
         values: dict[str, str] = {}
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if name in values:
@@ -73,21 +83,21 @@ class LeaseRoute:
         ended = book.release(lease_id)
         if ended is None:
             return NO_LEASE
-        return json_response(200, self._document(ended))
+        return build_response(200, JSON, self._document(ended))
 
-    def _document(self, ended: Ended) -> dict[str, object]:
+    def _document(self, ended: Ended) -> bytes:
+        """The 200 body: the fields json.dumps would write, formatted directly (every release makes one)."""
         held = ended.held
         gpus = self._board.current.decision.gpus
         uuid = next((gpu.uuid for gpu in gpus if gpu.index == held.gpu), None)
         expected_s = held.lease.expected_s
-        return {
-            "released": True,
-            "lease": held.id,
-            "class": held.lease.priority.value,
-            "gpu": {"index": held.gpu, "uuid": uuid},
-            "held_s": round(ended.held_s, 3),
-            "expected_s": None if expected_s is None else round(expected_s, 3),
-        }
+        expected = "null" if expected_s is None else repr(round(expected_s, 3))
+        # The id is URL-safe base64 and the uuid NVML's ASCII: neither needs escaping in JSON.
+        return (
+            f'{{"released":true,"lease":"{held.id}","class":"{held.lease.priority.value}",'
+            f'"gpu":{{"index":{held.gpu},"uuid":{json_bytes(uuid).decode().strip()}}},'
+            f'"held_s":{round(ended.held_s, 3)!r},"expected_s":{expected}}}\n'
+        ).encode()
 
 
 def _bad_lease(text: str, problem: str) -> Response:

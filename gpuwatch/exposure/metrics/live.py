@@ -68,10 +68,10 @@ class LiveCollector:
         )
         reserved = gauge(
             "gpu_reserved_jobs",
-            "Admitted jobs counted against the slots: the GPU's open leases at the latest sample plus "
-            "the slots taken since (gpuwatch_gpu_leases has the open leases by class).",
+            "The GPU's open leases now, of every class (gpuwatch_gpu_leases has them by class).",
             GPU_LABELS,
         )
+        open_now = publication.open_leases()
         for gpu in decision.gpus:
             labels = [str(gpu.index), gpu.uuid]
             used = taken.get(gpu.index, 0)
@@ -79,6 +79,7 @@ class LiveCollector:
             for priority in PriorityClass:
                 free = 0 if decision.drained else left.of(priority)
                 slots.add_metric([*labels, priority.value], float(free))
-            reserved.add_metric(labels, float(gpu.reserved + used))
+            held = gpu.reserved + used if open_now is None else open_now.get(gpu.index, 0)
+            reserved.add_metric(labels, float(held))
         yield slots
         yield reserved

@@ -21,7 +21,12 @@ def make_controller(name: str, scenario: Scenario, cluster: Cluster, *, tick_s: 
         return StaticController(cluster, scenario.static)
     if name == "gpuwatch":
         return GpuwatchController(
-            cluster, scenario.policy, scenario.interval_s, seed=scenario.seed, releases=scenario.releases
+            cluster,
+            scenario.policy,
+            scenario.interval_s,
+            seed=scenario.seed,
+            releases=scenario.releases,
+            release_delay_s=scenario.release_delay_s,
         )
     if name == "oracle":
         return OracleController(

@@ -10,8 +10,9 @@ lease in the book at once, as `/v1/admit` does, planned with its class's duratio
 The job starts on the GPU the first admission names. If that GPU is at the concurrency limit,
 the gateway asks the node again pinned to each GPU with a free slot, most slots first
 (`/v1/admit?gpu=`). Held back by every node, the job retries after the shortest Retry-After it
-was given. When a job ends, the gateway releases its lease (`POST /v1/release`), unless it
-plays a proxy that never does (`releases=False`): its leases then end at their deadlines.
+was given. When a job ends, the gateway releases its lease (`POST /v1/release`) `release_delay_s`
+later (an application answers, then releases: the release comes after the power falls), unless
+it plays a proxy that never does (`releases=False`): its leases then end at their deadlines.
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ _LEVELS = {ThermalState.OK: 0, ThermalState.ELEVATED: 1, ThermalState.HOT: 2}
 
 
 class GpuwatchController:
-    """One sampler, one policy and one reservation book per node; admission exactly as `/v1/admit` does it."""
+    """One sampler, one policy and one lease book per node; admission exactly as `/v1/admit` does it."""
 
-    def __init__(
-        self, cluster: Cluster, config: PolicyConfig, interval_s: float, *, seed: int, releases: bool = True
+    def __init__(  # noqa: PLR0913 - keyword-only past the cluster's settings
+        self,
+        cluster: Cluster,
+        config: PolicyConfig,
+        interval_s: float,
+        *,
+        seed: int,
+        releases: bool = True,
+        release_delay_s: float = 0.0,
     ) -> None:
         self._cluster = cluster
         self._releases = releases
+        self._release_delay_s = release_delay_s
+        self._due: list[tuple[float, int, str]] = []  # releases not sent yet: (when, node, lease id)
         self._leases: dict[int, tuple[int, str]] = {}  # job number -> (node, lease id)
         self._config = config
         self._interval_s = interval_s
@@ -52,8 +62,9 @@ class GpuwatchController:
         self._books = [LeaseBook(config, clock=cluster.clock.monotonic) for _ in cluster.nodes]
         self.decisions: list[NodeDecision] = []
 
-    def observe(self, now_s: float) -> None:  # noqa: ARG002 - the snapshot carries its own time
+    def observe(self, now_s: float) -> None:
         """Sample every node and decide, as the daemon does once per interval."""
+        self._send_releases(now_s)
         self.decisions = [
             policy.update(sampler.sample_once(), book.leases())
             for policy, sampler, book in zip(self._policies, self._samplers, self._books, strict=True)
@@ -61,14 +72,25 @@ class GpuwatchController:
         for book, decision in zip(self._books, self.decisions, strict=True):
             book.end_out(decision)
 
-    def ended(self, job: Job, now_s: float) -> None:  # noqa: ARG002 - the book keeps its own clock
-        """The job is over: release its lease, as a gateway does when the response has been sent."""
+    def ended(self, job: Job, now_s: float) -> None:
+        """The job is over: release its lease, as a gateway does once the response has been sent."""
         taken = self._leases.pop(job.number, None)
         if taken is not None and self._releases:
-            self._books[taken[0]].release(taken[1])
+            self._due.append((now_s + self._release_delay_s, *taken))
+            self._send_releases(now_s)
+
+    def _send_releases(self, now_s: float) -> None:
+        """Release the leases whose release is due by `now_s`."""
+        if not self._due:
+            return
+        due = [entry for entry in self._due if entry[0] <= now_s]
+        self._due = [entry for entry in self._due if entry[0] > now_s]
+        for _, node, lease_id in due:
+            self._books[node].release(lease_id)
 
     def decide(self, job: Job, now_s: float) -> Decision:
         """Ask the nodes, lowest pressure first; start where the first admission says, taking its slot."""
+        self._send_releases(now_s)
         decisions = [expire(d, now_s, self._config, self._interval_s) for d in self.decisions]
         waits: list[float] = []
         admitted_somewhere = False
@@ -96,7 +118,7 @@ class GpuwatchController:
     def _taken(self, node: int) -> dict[int, int]:
         """Admissions on each of the node's GPUs since its decision, as the publication counts them."""
         book = self._books[node]
-        return {g.index: book.total(g.index) - g.reservations_counted for g in self.decisions[node].gpus}
+        return {g.index: book.total(g.index) - g.slots_counted for g in self.decisions[node].gpus}
 
     def _gpu_for(
         self, node: int, decision: NodeDecision, answer: Admission, priority: PriorityClass
