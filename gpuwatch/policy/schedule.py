@@ -16,7 +16,8 @@ ending is planned to give nothing back.
 
 A pulse's cost peaks when it ends (the die and the sink both cool from then on), so the margin
 is looked at where the horizon's shares fall (forecast.HORIZON_SHARES), at each planned step and
-at the end of each job being planned. Pure: a `Schedule` remembers the margins it has worked
+at the end of each job being planned. A job longer than the horizon is looked after to its end:
+the heat it commits lasts that long. Pure: a `Schedule` remembers the margins it has worked
 out, for the slots and waits of every class to share.
 """
 
@@ -148,12 +149,33 @@ class Schedule:
             cost -= self._fall_back(on - duration)
         return self.job_power_w * cost
 
+    def window_s(self, duration: float | None) -> float:
+        """How far a job of `duration` is looked after: the horizon, or its whole run if longer, s.
+
+        A job started now commits its heat until it ends: one longer than the horizon still
+        heats the GPU at its end, and a heat sink that takes minutes is hottest then.
+        """
+        return self.horizon_s if duration is None else max(self.horizon_s, duration)
+
+    def offsets(self, duration: float | None) -> list[float]:
+        """Where a job of `duration` is looked at, s after it starts.
+
+        The horizon's shares and its end, and past the horizon every half horizon to the end of
+        a longer job.
+        """
+        offsets = set(self._offsets)
+        if duration is not None:
+            offsets.add(duration)
+            beyond = self.horizon_s * 1.5
+            while beyond < duration:
+                offsets.add(beyond)
+                beyond += self.horizon_s / 2
+        return sorted(offsets)
+
     def points(self, start: float, duration: float | None) -> list[float]:
-        """Where the margin is looked at for a job started `start` s from now: over one horizon from then."""
-        end = start + self.horizon_s
-        points = {start + offset for offset in self._offsets}
-        if duration is not None and duration < self.horizon_s:
-            points.add(start + duration)
+        """Where the margin is looked at for a job started `start` s from now, over its window from then."""
+        end = start + self.window_s(duration)
+        points = {start + offset for offset in self.offsets(duration)}
         points.update(at for at, _ in self.steps if start < at < end)
         return sorted(points)
 
@@ -198,7 +220,7 @@ class Schedule:
             if margin_c < floor_c:
                 return margin_c
             lowest = min(lowest, margin_c)
-        end = start + self.horizon_s
+        end = start + self.window_s(duration)
         for at, _ in self.steps:
             if start < at < end:
                 margin_c = self.margin_c(at) - self.pulse_c(at, start, duration)
@@ -209,14 +231,11 @@ class Schedule:
         return lowest
 
     def _pulse(self, duration: float | None) -> list[tuple[float, float]]:
-        """(offset, cost °C) of one job of `duration` at the horizon's shares and its end, from its start."""
+        """(offset, cost °C) of one job of `duration` where it is looked at (`offsets`), from its start."""
         found = self._pulses.get(duration)
         if found is None:
-            offsets = set(self._offsets)
-            if duration is not None and duration < self.horizon_s:
-                offsets.add(duration)
             found = self._pulses[duration] = [
-                (offset, self.pulse_c(offset, 0.0, duration)) for offset in sorted(offsets)
+                (offset, self.pulse_c(offset, 0.0, duration)) for offset in self.offsets(duration)
             ]
         return found
 

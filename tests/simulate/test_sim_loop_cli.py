@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 
 import pytest
@@ -93,6 +94,25 @@ class TestSimulateCommand:
         assert result.exit_code == 2
         assert "policy.hot_dwel_s: unknown key" in result.stderr
 
+    def test_gateway_options_say_how_leases_are_treated(self, scenario_file):
+        released = invoke(str(scenario_file), "--controller", "gpuwatch", "--controller", "oracle")
+        assert "gateways release each lease when its job ends" in released.stdout
+        never = invoke(
+            str(scenario_file), "--controller", "gpuwatch", "--controller", "oracle", "--no-release"
+        )
+        assert "gateways never release their leases (they end at their deadlines); no job length given" in (
+            never.stdout
+        )
+        # A proxy that never releases is held to no slowdown alone (no share of the oracle's jobs).
+        assert not any("of the oracle's" in line for line in never.stdout.splitlines())
+        told = invoke(
+            str(scenario_file), "--controller", "gpuwatch", "--no-release", "--job-seconds", "20", "--json"
+        )
+        document = json.loads(told.stdout)
+        assert document["controllers"][0]["controller"] == "gpuwatch"
+        delayed = invoke(str(scenario_file), "--controller", "gpuwatch", "--release-delay", "0.5")
+        assert delayed.exit_code == 0, delayed.output
+
     def test_bad_scenario_names_file_line_and_key(self, tmp_path):
         path = tmp_path / "bad.toml"
         path.write_text(SHORT.replace("per_s = 0.4", "per_s = fast"))
@@ -112,7 +132,15 @@ class TestSimulateCommand:
 
     def test_list_names_the_shipped_scenarios(self):
         result = invoke("--list")
-        assert result.stdout.split() == ["surge", "cooling-failure", "hot-aisle", "steady", "viral-launch"]
+        assert result.stdout.split() == [
+            "surge",
+            "cooling-failure",
+            "hot-aisle",
+            "steady",
+            "viral-launch",
+            "long-tail",
+            "video-fan",
+        ]
 
     def test_no_scenario_is_a_usage_error(self):
         result = invoke()
