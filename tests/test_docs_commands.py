@@ -73,10 +73,10 @@ SKIPPED: tuple[tuple[str, str], ...] = (
     (r"git diff tests/metrics/golden/", "reviews the checkout's own changes"),
     # docs/simulation.md and docs/performance.md: long runs.
     (
-        r"gpuwatch simulate (surge|viral-launch) --plot .*",
+        r"gpuwatch simulate (surge|viral-launch|video-fan) --plot .*",
         "simulation, 40 s to minutes on 2 cores; tests/simulate/test_sim_loop_readme.py checks its table",
     ),
-    (r"\.venv/bin/python bench/targets\.py", "benchmark, minutes (30 simulations)"),
+    (r"\.venv/bin/python bench/targets\.py", "benchmark, 20 minutes (252 simulations)"),
     (r"\.venv/bin/python bench/sample_cost\.py", "benchmark, minutes (the fake libnvidia-ml.so.1)"),
     (r"\.venv/bin/python bench/admit\.py .*", "benchmark, minutes (wrk and nginx, pinned CPUs)"),
     (r"\.venv/bin/python bench/scrape\.py .*", "benchmark, minutes (wrk, pinned CPUs)"),

@@ -70,8 +70,8 @@ class PolicyConfig:
     # forecast's own errors decide: after a job starts or ends the margin is known only to its
     # whole degree, and the die's jump to a fitted share of it. The guards of steps (0.5, 0.9 and
     # 1.25 °C) then let GPUs into slowdown in 4 of 6 runs of surge and viral-launch (1-4 GPU·s);
-    # 0.2 °C more, in 1; 0.3 °C more, in none of 21 runs at either spread, for 0.2-0.7 % of the
-    # oracle's jobs (docs/simulation.md).
+    # 0.2 °C more, in 1; 0.3 °C more, in none of 21 runs at either spread, for at most 0.7 % of
+    # the oracle's jobs (docs/simulation.md).
     critical_guard_c: float = 0.8
     default_guard_c: float = 1.2
     sheddable_guard_c: float = 1.5

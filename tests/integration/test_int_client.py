@@ -312,7 +312,8 @@ class TestRelease:
         with caplog.at_level(logging.WARNING):
             result = client.release(LEASE)
         assert result.outcome == NOT_TOLD
-        assert f"could not release gpuwatch lease {LEASE}" in caplog.text
+        assert f"could not release gpuwatch lease {LEASE[:6]}…" in caplog.text
+        assert LEASE not in caplog.text  # the id is the lease's only credential: never logged whole
         assert "it ends at its deadline" in caplog.text
 
     def test_an_unreachable_daemon_is_logged_not_raised(self, caplog):
