@@ -29,7 +29,7 @@ from gpuwatch.exposure.leases import Held, LeaseBook
 from gpuwatch.exposure.tally import tally_slot
 from gpuwatch.policy.admission import Admission, admit
 from gpuwatch.policy.decision import NodeDecision, PriorityClass
-from gpuwatch.policy.durations import DurationBasis
+from gpuwatch.policy.durations import DurationBasis, requested_s
 
 # Rendered in place of the lease id, which each admission swaps for its own: as long as an id
 # (leases.ID_LENGTH), so Content-Length holds.
@@ -235,8 +235,7 @@ class Publication:
         class_s, class_basis = self.decision.job_plan(priority)
         if expected_s is None:
             return Planned(class_s, class_basis), False
-        book = self._book
-        seconds = expected_s if book is None else min(expected_s, book.config.max_job_s)
+        seconds = expected_s if self._book is None else requested_s(expected_s, self._book.config)
         return Planned(seconds, str(DurationBasis.REQUEST)), class_s is not None and seconds > class_s
 
     def admit_answer(  # noqa: PLR0913 - the request's parts, each its own parameter

@@ -140,9 +140,9 @@ def plan_of(plans: Plans, priority: PriorityClass) -> JobPlan:
     return next((plan for cls, plan in plans if cls is priority), UNKNOWN_PLAN)
 
 
-def requested(expected_s: float, config: PolicyConfig) -> JobPlan:
-    """A duration an admit request gave, capped by `max_job_s`."""
-    return JobPlan(min(expected_s, config.max_job_s), DurationBasis.REQUEST)
+def requested_s(expected_s: float, config: PolicyConfig) -> float:
+    """The duration an admit request gave, as planned with: capped by `max_job_s`, s."""
+    return min(expected_s, config.max_job_s)
 
 
 def deadline_s(expected_s: float | None, config: PolicyConfig) -> float:

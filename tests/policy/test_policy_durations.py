@@ -16,7 +16,7 @@ from gpuwatch.policy.durations import (
     deadline_s,
     planned,
     quantile,
-    requested,
+    requested_s,
 )
 from gpuwatch.policy.leases import Lease
 
@@ -53,7 +53,7 @@ class TestPlanned:
         plans = planned({PriorityClass.DEFAULT: (90.0,) * LEARN_AFTER}, config)
         assert plans.plan(PriorityClass.DEFAULT).seconds == 20.0
         assert plans.plan(PriorityClass.CRITICAL).seconds == 20.0
-        assert requested(45.0, config).seconds == 20.0
+        assert requested_s(45.0, config) == 20.0
 
 
 class TestEnds:
