@@ -18,6 +18,7 @@ of the repository file PATH.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,10 +226,21 @@ def _numbers_free(line: str) -> str:
     return _collapse(NUMBER.sub("N", line))
 
 
+# A node's address as `gpuwatch fleet` names its row.
+ADDRESS = re.compile(r"\S+:\d+")
+
+
 def _is_row(line: str) -> bool:
-    """A table row that starts with an index (a GPU's), whose words may change with the live load."""
+    """A table row starting with an index (a GPU's) or an address (a node's): its words move with the load."""
     words = line.split()
-    return bool(words) and words[0].isdigit()
+    return bool(words) and (words[0].isdigit() or ADDRESS.fullmatch(words[0]) is not None)
+
+
+def _columns(line: str) -> int:
+    """The row's cells: its words, a number and its unit (`12 s`) one cell, as `-` in its place is."""
+    words = line.split()
+    units = sum(1 for before, word in itertools.pairwise(words) if word == "s" and NUMBER.fullmatch(before))
+    return len(words) - units
 
 
 def missing_lines(shown: tuple[str, ...], printed: str, *, exact: bool = False) -> list[str]:
@@ -236,13 +248,13 @@ def missing_lines(shown: tuple[str, ...], printed: str, *, exact: bool = False) 
 
     A line matches a printed line with runs of blanks taken as one. Unless `exact`, numbers also
     match any numbers (a live daemon's temperatures, powers and pressures move), and a table row
-    starting with an index matches any printed row with as many columns (a GPU of the live
-    simulation may be idle in one run and busy in the next).
+    starting with an index or an address matches any printed row with as many cells (a GPU of
+    the live simulation may be idle in one run and busy in the next, heading for slowdown or not).
     """
     printed_lines = printed.replace("\r", "").split("\n")
     as_printed = {_collapse(line) for line in printed_lines}
     numbers_free = {_numbers_free(line) for line in printed_lines}
-    row_widths = {len(line.split()) for line in printed_lines if _is_row(line)}
+    row_widths = {_columns(line) for line in printed_lines if _is_row(line)}
     missing = []
     for line in shown:
         if not line.strip() or line.strip() in {"...", "…"}:
@@ -250,7 +262,7 @@ def missing_lines(shown: tuple[str, ...], printed: str, *, exact: bool = False) 
         if _collapse(line) in as_printed:
             continue
         if not exact and (
-            _numbers_free(line) in numbers_free or (_is_row(line) and len(line.split()) in row_widths)
+            _numbers_free(line) in numbers_free or (_is_row(line) and _columns(line) in row_widths)
         ):
             continue
         missing.append(line)

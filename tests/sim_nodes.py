@@ -8,10 +8,14 @@ first-order plant (tau = 20 s): a real board's heat sink takes minutes, longer t
 from __future__ import annotations
 
 # `--config` for a fast step down of the shown state (DESIGN's hold is 10 s), so a mended node
-# shows it in seconds.
+# shows it in seconds; and no prior allowance for the forecast's errors, so a node's state is
+# the one its readings give from the first decisions on (a new board's prior would hold a warm
+# one back for its first minute: policy/calibration.py).
 SHORT_HOLD_CONFIG = """
 [policy]
 state_hold_s = 0.5
+forecast_error_prior_c = 0
+start_error_prior_ratio = 0
 """
 
 # 485 W at 25 °C inlet: about 49 °C, a margin near 38 °C: OK.
@@ -42,11 +46,15 @@ arrival_per_s = 0.0
 """
 
 
+# No prior allowance for the forecast's errors: the tests read the hot node's slots from its first
+# decisions on, before a new board has earned its own (policy/calibration.py).
 HOT_GUARDS = """
 [policy]
 critical_guard_c = 0
 default_guard_c = 10
 sheddable_guard_c = 20
+forecast_error_prior_c = 0
+start_error_prior_ratio = 0
 """
 
 

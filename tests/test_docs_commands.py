@@ -77,6 +77,10 @@ SKIPPED: tuple[tuple[str, str], ...] = (
         "simulation, 40 s to minutes on 2 cores; tests/simulate/test_sim_loop_readme.py checks its table",
     ),
     (r"\.venv/bin/python bench/targets\.py", "benchmark, 20 minutes (252 simulations)"),
+    (
+        r"\.venv/bin/python bench/allowance_plot\.py",
+        "benchmark, a minute or two (a 50-minute scenario, drawn)",
+    ),
     (r"\.venv/bin/python bench/sample_cost\.py", "benchmark, minutes (the fake libnvidia-ml.so.1)"),
     (r"\.venv/bin/python bench/admit\.py .*", "benchmark, minutes (wrk and nginx, pinned CPUs)"),
     (r"\.venv/bin/python bench/scrape\.py .*", "benchmark, minutes (wrk, pinned CPUs)"),
@@ -453,3 +457,11 @@ surge
         )
         assert missing_lines(("node hot | pressure 1.00",), printed) == ["node hot | pressure 1.00"]
         assert missing_lines(("node ok | pressure 0.98",), printed, exact=True) == ["node ok | pressure 0.98"]
+
+    def test_a_node_row_matches_with_a_time_or_a_dash_in_a_cell_but_not_with_a_cell_more(self):
+        printed = "127.0.0.1:41135  ok  0.28  256/256/256  8  5  34.0C  -  0.0 s\n"
+        assert (
+            missing_lines(("127.0.0.1:9478  ok  0.31  255/255/255  8  6  42.0C  99 s  0.4 s",), printed) == []
+        )
+        wider = "127.0.0.1:9478  ok  0.31  255/255/255  8  6  42.0C  99 s  0.4 s  extra"
+        assert missing_lines((wider,), printed) == [wider]

@@ -68,6 +68,7 @@ def gpu_document(
         "clock_event_reasons": list(gpu.clock_event_reasons),
         "retry_after_s_by_class": _retry_afters(gpu.retry_after_by_class),
         "prediction_basis": gpu.prediction_basis,
+        "forecast_error_c": {f"{ahead_s:g}": round(error_c, 2) for ahead_s, error_c in gpu.forecast_error_c},
         "rejected_readings": dict(gpu.rejected_readings),
         "sample_age_s": None if gpu.sampled_at is None else _rounded(decided_at - gpu.sampled_at, 3),
     }

@@ -128,6 +128,14 @@ def _gpu_schema() -> Json:
             "description": "readings the forecast could not use and dropped, by reason",
             "additionalProperties": {"type": "integer", "minimum": 1},
         },
+        "forecast_error_c": {
+            "type": "object",
+            "description": (
+                "the margin the slots keep for the forecast's own errors, °C, by seconds ahead: the "
+                "recent error quantile, or the prior on a board not yet checked; empty without a forecast"
+            ),
+            "additionalProperties": {"type": "number", "minimum": 0},
+        },
         **dict.fromkeys(numbers, _NUMBER_OR_NULL),
         **{key: {"type": ["integer", "null"], "minimum": 0} for key in byte_counts},
     }

@@ -175,6 +175,9 @@ class GpuDecision:
     # Jobs that may start now if each ran for the whole horizon: what a job planned longer than
     # its class's is measured against (its slots are counted for the class's duration).
     long_slots: Slots = NO_SLOTS
+    # The allowance the slots keep for the forecast's own errors, (s ahead, °C), at the
+    # calibration's check horizons: the recent error quantile, or the prior on a new board.
+    forecast_error_c: tuple[tuple[float, float], ...] = ()
 
     def leases_of(self, priority: PriorityClass) -> int:
         """Open leases of `priority` on this GPU."""

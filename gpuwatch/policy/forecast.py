@@ -6,8 +6,9 @@ import dataclasses
 import enum
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gpuwatch.policy.calibration import Calibration, Made, allowance, start_cost
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.history import Point, margin_slope
 from gpuwatch.policy.learning import Learned, Load
@@ -26,6 +27,14 @@ class Basis(enum.StrEnum):
     MODEL = "model"  # the fitted RC model, converged
     SLOPE = "slope"  # slope regression over the recent readings, before the fit converges
     NONE = "none"  # too little history to predict anything
+
+
+class PathFrom(enum.StrEnum):
+    """What the path at present power was drawn from: each is calibrated on its own errors."""
+
+    TRAJECTORY = "trajectory"  # the trajectory through the latest crossings, since the last power step
+    MODEL = "model"  # the fitted RC model (after a power step, until the crossings show a trajectory)
+    TREND = "trend"  # the margin's slope, or flat: before the fit converges
 
 
 # Where the path over the horizon is looked at, as shares of it: closer together near now, where
@@ -55,6 +64,16 @@ class Forecast:
     headroom_w: float | None = None  # power left below the enforced limit, W (None: no limit known)
     # The margin h seconds on at present power (the function path_c samples), °C; None: no path.
     margin_at: Callable[[float], float] | None = None
+    # The allowance for the forecast's own errors at calibration.CHECK_SHARES of the horizon, °C:
+    # path_c and margin_at are lowered by it (empty: not calibrated).
+    error_c: tuple[float, ...] = ()
+    path_from: PathFrom = PathFrom.TREND
+    # The forecast's own margin h s on, before the allowance (None: as margin_at, not calibrated).
+    own_margin_at: Callable[[float], float] | None = None
+    # What a job started now costs h s on, °C per W: the response raised by how much more than
+    # forecast recent starts cost (None: the response's own step response).
+    start_c_per_w: Callable[[float], float] | None = None
+    start_ratio: tuple[float, ...] = ()  # that raise at calibration.CHECK_SHARES of the horizon
 
 
 def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
@@ -86,7 +105,7 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     if measured is not None:
         base = _corrected(base, measured, margin_c)
     offsets = tuple(share * config.horizon_s for share in HORIZON_SHARES)
-    margin_at = _path(
+    margin_at, path_from = _path(
         base,
         params=params,
         fit=fit,
@@ -108,6 +127,7 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
         cost_c_per_w=step_costs(response, offsets),
         headroom_w=headroom_w,
         margin_at=margin_at,
+        path_from=path_from,
     )
 
 
@@ -125,7 +145,7 @@ def _path(  # noqa: PLR0913 - what each basis draws its path from
     margin_c: float,
     load: Load,
     horizon_s: float,
-) -> Callable[[float], float]:
+) -> tuple[Callable[[float], float], PathFrom]:
     """The margin h seconds on at present power: the measured trajectory, else the model, else the trend.
 
     A trajectory says where the margin is heading at this power better than the model does (it is
@@ -134,18 +154,18 @@ def _path(  # noqa: PLR0913 - what each basis draws its path from
     """
     if measured is not None and measured.path is not None:
         trajectory, now = measured.path, measured.now
-        return lambda h: trajectory.margin_c(now + h) if h else margin_c
+        return (lambda h: trajectory.margin_c(now + h) if h else margin_c), PathFrom.TRAJECTORY
     if params is not None and fit is not None and load.power_w is not None:
         # A die still answering a step down would cool a little more; when in the interval the
         # step came is unknown, so that cooling is not counted on. One still answering a step
         # up is.
         lagged_w = max(fit.lagged_power_w, load.power_w)
         along = params.path(margin_c, load.power_w, lagged_w)
-        return lambda h: along(h) if h else margin_c
+        return (lambda h: along(h) if h else margin_c), PathFrom.MODEL
     rate = 0.0
     if base.basis is Basis.SLOPE and base.time_to_slowdown_s and margin_c > SLOWDOWN_MARGIN_C:
         rate = (margin_c - SLOWDOWN_MARGIN_C) / base.time_to_slowdown_s
-    return lambda h: margin_c - rate * min(h, horizon_s)
+    return (lambda h: margin_c - rate * min(h, horizon_s)), PathFrom.TREND
 
 
 def _corrected(base: Forecast, measured: Measured, margin_c: float) -> Forecast:
@@ -228,22 +248,59 @@ def prior_parameters(margin_c: float, load: Load, config: PolicyConfig) -> RcPar
 
 @dataclass(frozen=True, slots=True)
 class Outlook:
-    """The forecast stage's output: what the model learned, and the forecast made from it."""
+    """The forecast stage's output: what the model learned, the forecast made from it, and its errors."""
 
     learned: Learned
     forecast: Forecast
+    calibration: Calibration = field(default_factory=Calibration)  # the stage's memory for the next reading
 
 
 NO_FORECAST = Forecast(Basis.NONE, None, None, None)
 
 
-def outlook(learned: Learned) -> Outlook:
-    """The forecast stage: predictions from what the model stage learned (none without a fresh reading)."""
+def outlook(learned: Learned, calibration: Calibration | None = None) -> Outlook:
+    """The forecast stage: predictions from what the model stage learned (none without a fresh reading).
+
+    The path is lowered by the allowance for the forecast's own recent errors (calibration.py),
+    scored against this reading first when the model learned from it.
+    """
+    calibration = calibration or Calibration()
     config = learned.readings.moment.config
     if learned.load is None or learned.estimate_c is None:
-        return Outlook(learned, NO_FORECAST)
+        return Outlook(learned, NO_FORECAST, calibration)
     model = learned.model
     prediction = forecast(
         model.fit, model.window, learned.estimate_c, learned.load, config, measured=learned.measured
     )
-    return Outlook(learned, prediction)
+    own = prediction.margin_at
+    if own is None or prediction.response is None:
+        return Outlook(learned, prediction, calibration)
+    horizon_s = config.horizon_s
+    if learned.measured is not None:
+        # Scored and kept only where the model learned from the reading; a reading it dropped
+        # is still judged with the allowance the others earned.
+        now = learned.measured.now
+        calibration = calibration.scored(now, learned.estimate_c, learned.load.power_w, horizon_s)
+        made = Made(now, own, prediction.response.step_response_c_per_w, str(prediction.path_from))
+        calibration = calibration.with_forecast(made, horizon_s)
+    quantiles = calibration.quantiles_c(
+        str(prediction.path_from), config.forecast_error_quantile, config.forecast_error_prior_c
+    )
+    ratios = calibration.start_ratios(config.forecast_error_quantile, config.start_error_prior_ratio)
+    started = start_cost(ratios, prediction.response.step_response_c_per_w, horizon_s)
+    kept = allowance(quantiles, horizon_s)
+
+    def lowered(h: float) -> float:
+        return own(h) - kept(h)
+
+    calibrated = dataclasses.replace(
+        prediction,
+        margin_at=lowered,
+        own_margin_at=own,
+        start_c_per_w=started,
+        start_ratio=ratios,
+        cost_c_per_w=tuple([started(h) for h in prediction.offsets_s]),
+        path_c=tuple([lowered(h) for h in prediction.offsets_s]),
+        error_c=quantiles,
+    )
+    return Outlook(learned, calibrated, calibration)

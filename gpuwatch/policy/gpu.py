@@ -27,5 +27,6 @@ def assess(
     """The GPU's decision for a snapshot judged at `moment`, and its memory for the next one."""
     readings, xids = read(sample, track.xids, moment)
     learned = learn(readings, track.model, ledger, track.leases)
-    stood = standing(headroom(outlook(learned)), track.shown)
-    return GpuTrack(xids, learned.model, learned.leases.memory, stood.shown), decide(stood)
+    seen = outlook(learned, track.calibration)
+    stood = standing(headroom(seen), track.shown)
+    return GpuTrack(xids, learned.model, learned.leases.memory, stood.shown, seen.calibration), decide(stood)

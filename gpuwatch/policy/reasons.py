@@ -13,6 +13,9 @@ SW_THERMAL_SLOWDOWN = "sw_thermal_slowdown"
 MARGIN_EXHAUSTED = "margin_exhausted"
 HW_THERMAL_SLOWDOWN = "hw_thermal_slowdown"
 MEMORY_MARGIN_EXHAUSTED = "memory_margin_exhausted"
+# Added to no_default_slot where the forecast itself, without the allowance for its own recent
+# errors, would give `default` a slot: the GPU is held back by its uncertainty, not by heat.
+FORECAST_UNCERTAIN = "forecast_uncertain"
 # The shown state is held above the state the slots say, until the lower one has held long enough.
 STATE_HOLD = "state_hold"
 # FAILED
@@ -40,6 +43,7 @@ ALL_REASONS = frozenset(
         WITHIN_LIMITS,
         NO_SHEDDABLE_SLOT,
         NO_DEFAULT_SLOT,
+        FORECAST_UNCERTAIN,
         SW_THERMAL_SLOWDOWN,
         MARGIN_EXHAUSTED,
         MODEL_INPUT_REJECTED,

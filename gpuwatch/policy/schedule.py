@@ -101,8 +101,9 @@ class Schedule:
             raise ValueError("a schedule needs a forecast path and a step response")
         self._forecast = forecast
         self._margin_at = forecast.margin_at
-        self._response = forecast.response.step_response_c_per_w
-        self._fall = forecast.response.slow_response_c_per_w if safe else self._response
+        self._response = forecast.start_c_per_w or forecast.response.step_response_c_per_w
+        own = forecast.response
+        self._fall = own.slow_response_c_per_w if safe else own.step_response_c_per_w
         self.safe = safe
         self._offsets = forecast.offsets_s
         self.horizon_s = forecast.offsets_s[-1]

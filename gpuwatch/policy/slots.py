@@ -28,6 +28,7 @@ some point: what a held-back GPU does next.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class Headroom:
     waits_s: tuple[tuple[PriorityClass, float | None], ...]
     schedule: Schedule | None = None  # the margin ahead with the leased jobs; None: nothing to plan with
     long_slots: Slots = NO_SLOTS  # slots for jobs that last the whole horizon (decision.long_slots)
+    # `default` has no slot only for the allowance the forecast keeps for its own errors.
+    uncertain: bool = False
 
     def lowest_with_one_more_c(self, priority: PriorityClass) -> float | None:
         """The lowest planned margin over the horizon with one more job of `priority`, °C."""
@@ -69,13 +72,19 @@ class Headroom:
         return self.schedule.lowest_c(plan.seconds, 1)
 
 
+# What a GPU offered every slot must keep beyond its guard, °C: half the readings' whole degree.
+# It may then sit at its power limit for minutes, on a plateau where no reading crosses a degree
+# and a drift within it goes unseen (a board 30 % off its profile drifted from 1 °C to slowdown).
+PINNED_EXTRA_C = 0.5
+
+
 def capped_safe(forecast: Forecast, guard_c: float) -> bool:
-    """Whether the path stays at or above `guard_c` over the horizon even at the power limit."""
+    """Whether the path stays PINNED_EXTRA_C above `guard_c` over the horizon even at the power limit."""
     cap_w = forecast.headroom_w
     if cap_w is None or forecast.response is None or not forecast.path_c:
         return False
     return all(
-        margin_c - cap_w * cost_c_per_w >= guard_c
+        margin_c - cap_w * cost_c_per_w >= guard_c + PINNED_EXTRA_C
         for margin_c, cost_c_per_w in zip(forecast.path_c, forecast.cost_c_per_w, strict=True)
     )
 
@@ -131,7 +140,26 @@ def headroom(outlook: Outlook) -> Headroom:
         if all(plan.seconds is None for plan in plans.values())
         else _counted(outlook.forecast, schedule, schedule, steps, pending=pending, config=config)[1]
     )
-    return Headroom(outlook, capacity, slots, pending, None, headroom_c, waits, schedule, long_slots)
+    uncertain = slots.default == 0 and _fits_but_for_errors(
+        outlook, on_gpu, plans[PriorityClass.DEFAULT], config
+    )
+    return Headroom(
+        outlook, capacity, slots, pending, None, headroom_c, waits, schedule, long_slots, uncertain
+    )
+
+
+def _fits_but_for_errors(outlook: Outlook, on_gpu: OnGpu, plan: JobPlan, config: PolicyConfig) -> bool:
+    """Whether one more job of `plan` would fit above the `default` guard on the forecast's own path.
+
+    Worked out only for a GPU without a `default` slot whose forecast keeps an allowance.
+    """
+    forecast = outlook.forecast
+    if forecast.own_margin_at is None or not any((*forecast.error_c, *forecast.start_ratio)):
+        return False
+    own_forecast = dataclasses.replace(forecast, margin_at=forecast.own_margin_at, start_c_per_w=None)
+    own = dataclasses.replace(outlook, forecast=own_forecast)
+    schedule = _schedule(own, on_gpu, pending=True)
+    return schedule is not None and schedule.jobs_fitting(config.default_guard_c, plan.seconds) >= 1
 
 
 # The quantile of the held times a running job's end is expected at, for Retry-After.

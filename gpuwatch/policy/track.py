@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gpuwatch.policy.calibration import Calibration
 from gpuwatch.policy.learning import MarginModel
 from gpuwatch.policy.leases import LeaseMemory
 from gpuwatch.policy.readings import XidMemory
@@ -18,3 +19,4 @@ class GpuTrack:
     model: MarginModel = field(default_factory=MarginModel)  # the model stage's
     leases: LeaseMemory = field(default_factory=LeaseMemory)  # the model stage's: leases shown or seen to end
     shown: Shown = field(default_factory=Shown)  # the states stage's
+    calibration: Calibration = field(default_factory=Calibration)  # the forecast stage's: its own errors

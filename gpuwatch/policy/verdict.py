@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from gpuwatch.policy import reasons, screen, wording
+from gpuwatch.policy.calibration import CHECK_SHARES
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
     NO_SLOTS,
@@ -17,6 +18,7 @@ from gpuwatch.policy.decision import (
     admitted_classes,
     retry_after_in,
 )
+from gpuwatch.policy.forecast import Forecast
 from gpuwatch.policy.leases import OnGpu
 from gpuwatch.policy.pressure import headroom_pressure
 from gpuwatch.policy.readings import Moment, Readings
@@ -33,6 +35,8 @@ def decide(standing: Standing) -> GpuDecision:
     config = readings.moment.config
     shown = standing.shown.state or standing.state
     codes, clause = _explained(standing)
+    if headroom.uncertain and reasons.NO_DEFAULT_SLOT in codes:
+        codes = (*codes, reasons.FORECAST_UNCERTAIN)
     problem = learned.problem or (screen.NOT_A_NUMBER if readings.not_finite else None)
     if problem is not None:
         codes = (*codes, reasons.MODEL_INPUT_REJECTED)
@@ -68,7 +72,16 @@ def decide(standing: Standing) -> GpuDecision:
         leases=_by_class(learned.leases),
         pending=headroom.pending,
         long_slots=headroom.long_slots,
+        forecast_error_c=_error_allowance(forecast, config) if judged else (),
     )
+
+
+def _error_allowance(forecast: Forecast, config: PolicyConfig) -> tuple[tuple[float, float], ...]:
+    """The forecast's error allowance as (s ahead, °C) pairs."""
+    if not forecast.error_c:
+        return ()  # nothing forecast to calibrate
+    shares = zip(CHECK_SHARES, forecast.error_c, strict=True)
+    return tuple((share * config.horizon_s, error_c) for share, error_c in shares)
 
 
 def _by_class(on_gpu: OnGpu) -> LeaseCounts:

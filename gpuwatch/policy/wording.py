@@ -41,10 +41,17 @@ def thermal_clause(code: str, headroom: Headroom, config: PolicyConfig) -> str:
         lowest = headroom.lowest_with_one_more_c(priority)
         # Hundredths where tenths would read as the guard itself ("3.0 °C, under the guard of 3").
         to = "?" if lowest is None else f"{math.floor(lowest * 100) / 100:.2f}"
-        return (
+        clause = (
             f"one more job would take the margin to {to} °C within {config.horizon_s:g} s, "
             f"under the {priority} guard of {config.guard_c(priority):g} °C"
         )
+        if headroom.uncertain and code == reasons.NO_DEFAULT_SLOT:
+            error_c = headroom.outlook.forecast.error_c
+            clause += (
+                f", counting {error_c[-1]:.1f} °C for its forecast's recent errors: held back by its "
+                "own uncertainty, not by heat"
+            )
+        return clause
     return {
         reasons.SW_THERMAL_SLOWDOWN: "the driver is slowing its clocks for heat",
         reasons.MARGIN_EXHAUSTED: f"margin {_figure(margin)} °C: at the max-operating limit",

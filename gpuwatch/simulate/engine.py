@@ -18,6 +18,7 @@ from collections.abc import Callable
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers import make_controller
+from gpuwatch.simulate.controllers.base import Controller
 from gpuwatch.simulate.gateway import Gateway
 from gpuwatch.simulate.metrics import ControllerResult, Recorder
 from gpuwatch.simulate.scenario import Scenario
@@ -28,6 +29,20 @@ MAX_TICK_S = 0.5
 DRAIN_LIMIT_S = 3600.0
 # Called now and then with the virtual seconds done, for a progress bar.
 Tick = Callable[[float], None]
+# Called at each sample with the virtual seconds and the controller, to look at what it decided.
+Watch = Callable[[float, Controller], None]
+
+
+def _watching(on_sample: Tick | None, watch: Watch | None) -> Watch | None:
+    """One call at each sample for both the progress `on_sample` and `watch` (None: neither given)."""
+    if on_sample is None or watch is None:
+        return watch if on_sample is None else (lambda now_s, _controller: on_sample(now_s))
+
+    def both(now_s: float, controller: Controller) -> None:
+        on_sample(now_s)
+        watch(now_s, controller)
+
+    return both
 
 
 def tick_s(interval_s: float) -> float:
@@ -36,14 +51,21 @@ def tick_s(interval_s: float) -> float:
 
 
 def run_one(
-    scenario: Scenario, controller_name: str, jobs: tuple[Job, ...], on_sample: Tick | None = None
+    scenario: Scenario,
+    controller_name: str,
+    jobs: tuple[Job, ...],
+    on_sample: Tick | None = None,
+    *,
+    watch: Watch | None = None,
 ) -> ControllerResult:
     """One controller's run over `jobs`: arrivals for the scenario's duration, then until every job has ended.
 
     Past the duration no job arrives; the run goes on until the last job has finished or given
     up (at most DRAIN_LIMIT_S more), so every controller is judged on all the same jobs and none
-    loses one that was merely still running when the clock stopped.
+    loses one that was merely still running when the clock stopped. `watch`, if given, sees the
+    controller after each of its samples (bench/allowance_plot.py reads gpuwatch's decisions).
     """
+    seen = _watching(on_sample, watch)
     tick = tick_s(scenario.interval_s)
     per_sample = round(scenario.interval_s / tick)
     cluster = Cluster(scenario)
@@ -73,8 +95,8 @@ def run_one(
             cluster.refresh(changed_only=True)
             if sampling:
                 recorder.sample(now_s, controller.levels(), gateway.waiting)
-                if on_sample is not None:
-                    on_sample(now_s)
+                if seen is not None:
+                    seen(now_s, controller)
             recorder.interval(tick)
         waiting = gateway.finish(now_s)
     finally:

@@ -50,6 +50,15 @@ class TestDecision:
         cool = {"gpu": "1", "uuid": "GPU-test-0001"}
         assert got.get_sample_value("gpuwatch_gpu_time_to_slowdown_seconds", cool) is None
 
+    def test_forecast_error_allowance_by_horizon(self):
+        uncertain = gpu(0, ThermalState.HOT, forecast_error_c=((5.0, 0.25), (60.0, 3.5)))
+        got = collected(snapshot(sample(0)), node(uncertain, gpu(1)))
+        family = "gpuwatch_gpu_forecast_error_celsius"
+        assert got.get_sample_value(family, {**LABELS, "horizon": "5"}) == 0.25
+        assert got.get_sample_value(family, {**LABELS, "horizon": "60"}) == 3.5
+        # A GPU with no forecast (nothing calibrated) has no sample.
+        assert got.get_sample_value(family, {"gpu": "1", "uuid": "GPU-test-0001", "horizon": "60"}) is None
+
 
 class TestHelp:
     """HELP names the unit and says values come from the latest sample at the sampling interval."""
@@ -64,13 +73,16 @@ class TestHelp:
             ("gpuwatch_gpu_energy_joules", "joules"),
             ("gpuwatch_gpu_predicted_margin_celsius", "degrees Celsius"),
             ("gpuwatch_gpu_time_to_slowdown_seconds", "seconds"),
+            ("gpuwatch_gpu_forecast_error_celsius", "degrees Celsius"),
         ],
     )
     def test_help(self, name, unit):
         values = reading(
             temperature_c=50.0, power_w=1.0, sm_clock_hz=1.0, utilization_ratio=0.5, energy_j=1.0
         )
-        decision = node(gpu(0, predicted_margin_c=1.0, time_to_slowdown_s=9.0), gpu(1))
+        decision = node(
+            gpu(0, predicted_margin_c=1.0, time_to_slowdown_s=9.0, forecast_error_c=((60.0, 1.0),)), gpu(1)
+        )
         documentation = families(generate_latest(collected(snapshot(sample(0, values)), decision)))[
             name
         ].documentation

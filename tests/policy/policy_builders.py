@@ -70,9 +70,15 @@ def drive(
 WIDE_GUARDS = {"critical_guard_c": 1.0, "default_guard_c": 3.0, "sheddable_guard_c": 8.0}
 
 
+# And no prior allowance for the forecast's errors: a test reads a GPU's first decisions as the
+# mechanics make them, not as a new board's prior holds them back (test_policy_calibration.py
+# tests the priors).
+NO_PRIORS = {"forecast_error_prior_c": 0.0, "start_error_prior_ratio": 0.0}
+
+
 def wide_config(**settings: object) -> PolicyConfig:
-    """A PolicyConfig with WIDE_GUARDS unless `settings` say otherwise."""
-    return PolicyConfig(**{**WIDE_GUARDS, **settings})  # type: ignore[arg-type]
+    """A PolicyConfig with WIDE_GUARDS and NO_PRIORS unless `settings` say otherwise."""
+    return PolicyConfig(**{**WIDE_GUARDS, **NO_PRIORS, **settings})  # type: ignore[arg-type]
 
 
 def policy(**settings: object) -> Policy:

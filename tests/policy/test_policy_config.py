@@ -7,7 +7,7 @@ import pytest
 from gpuwatch.policy.config import DEFAULT_CRITICAL_XIDS, RETIRED, PolicyConfig, PolicyConfigError
 from gpuwatch.policy.decision import PriorityClass
 
-GUARDS = (0.8, 1.2, 1.5)  # critical, default, sheddable: tuned in simulate once jobs end in the plan
+GUARDS = (0.3, 0.6, 0.9)  # critical, default, sheddable: kept beyond the allowance for the forecast's errors
 
 
 class TestDefaults:
@@ -60,11 +60,11 @@ class TestFromMapping:
             ({"state_hold_s": -1}, "policy.state_hold_s: must be >= 0, got -1.0"),
             (
                 {"default_guard_c": 0.25},
-                "policy.default_guard_c: must be at least critical_guard_c (0.8), got 0.25",
+                "policy.default_guard_c: must be at least critical_guard_c (0.3), got 0.25",
             ),
             (
                 {"critical_guard_c": 5},
-                "policy.critical_guard_c: must be at most default_guard_c (1.2), got 5.0",
+                "policy.critical_guard_c: must be at most default_guard_c (0.6), got 5.0",
             ),
             ({"max_slots": 0}, "policy.max_slots: must be >= 1, got 0"),
             ({"slope_min_samples": 3}, "policy.slope_min_samples: must be >= 10"),
@@ -83,7 +83,7 @@ class TestFromMapping:
 
     def test_direct_construction_is_validated_too(self):
         with pytest.raises(PolicyConfigError, match="sheddable_guard_c"):
-            PolicyConfig(sheddable_guard_c=0.8)
+            PolicyConfig(sheddable_guard_c=0.5)
 
 
 class TestRetired:

@@ -211,7 +211,24 @@ def decision_families(gpus: Sequence[GpuDecision]) -> Iterator[Metric]:
     for labels, decided in rows:
         for candidate in ThermalState:
             state.add_metric([*labels, candidate.value], float(decided.state is candidate))
-    yield from non_empty((state, *_fill(DECISION_GAUGES, gauge, rows)))
+    yield from non_empty((state, *_fill(DECISION_GAUGES, gauge, rows), _forecast_errors(rows)))
+
+
+def _forecast_errors(rows: Sequence[tuple[list[str], GpuDecision]]) -> Metric:
+    """The allowance each GPU's slots keep for its forecast's own errors, by seconds ahead."""
+    family = gauge(
+        "gpu_forecast_error_celsius",
+        decided_help(
+            "Margin the slots keep for the forecast's own errors this many seconds ahead (horizon): "
+            "its recent error quantile, or the prior on a board not yet checked",
+            CELSIUS,
+        ),
+        (*GPU_LABELS, "horizon"),
+    )
+    for labels, decided in rows:
+        for ahead_s, error_c in decided.forecast_error_c:
+            family.add_metric([*labels, f"{ahead_s:g}"], error_c)
+    return family
 
 
 def _info(samples: Sequence[GpuSample], driver_version: str | None) -> Metric:
