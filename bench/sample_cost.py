@@ -8,6 +8,10 @@ The policy rows replay 20 minutes of the shipped cooling-fault sim scenario (8 H
 failing, random jobs: power steps, crossings, trajectory fits) once a virtual second: the model
 stage alone (MarginModel.observe: screening, dequantising, the RC fit, the trajectory) and the
 whole Policy.update. Target: read() plus the model stage <= 100 µs per GPU per sample (median).
+
+--beside CHECKOUT times the whole Policy.update of another checkout (a git worktree of an earlier
+commit: `git worktree add /tmp/before COMMIT`) in turns with this one's, each in a fresh process
+on the same replay, and prints the medians and their ratio (a budget such as "within 1.2x").
 """
 
 from __future__ import annotations
@@ -168,16 +172,43 @@ def policy_costs() -> tuple[list[float], list[float]]:
     return model_us, policy_us
 
 
+def beside(other: Path, rounds: int) -> None:
+    """Whole Policy.update of `other` and of this checkout, in turns: medians over `rounds`, and the ratio."""
+    roots = (other, REPO_ROOT)
+    turns: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for root, medians in zip(roots, turns, strict=True):
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            command = [sys.executable, __file__, "--policy-only"]
+            answer = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+            medians.append(float(answer.stdout.split()[-1]))
+    before, ours = (statistics.median(medians) for medians in turns)
+    print(f"whole Policy.update, median µs of {rounds} turns each (a turn: the median of {POLICY_SECONDS})")
+    for name, median, medians in ((str(other), before, turns[0]), ("this checkout", ours, turns[1])):
+        print(f"{name:40} {median:10.1f}   turns: {', '.join(f'{value:.0f}' for value in medians)}")
+    print(f"this checkout / {other}: {ours / before:.2f}x")
+
+
 def main() -> None:
     """Build the fake, set up the node, and run the measurement in a child process."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--samples", type=int, default=3000, help="timed samples per row (>= 2000)")
+    parser.add_argument("--beside", type=Path, help="another checkout whose Policy.update to time in turns")
+    parser.add_argument("--rounds", type=int, default=5, help="turns each with --beside")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--policy-only", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.measure:
         measure(options.samples)
+        return
+    if options.policy_only:
+        # The gpuwatch imported is the one first on PYTHONPATH (beside()'s choice of checkout).
+        print(statistics.median(policy_costs()[1]))
+        return
+    if options.beside is not None:
+        beside(options.beside.resolve(), options.rounds)
         return
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     from fake_nvml.build import build_all  # noqa: PLC0415 - tests/ is put on the path just above

@@ -30,11 +30,11 @@ ERRORS_KEPT scores per pool and horizon).
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
+import bisect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # Where forecasts are checked, as shares of the horizon (for 60 s: 5, 15, 30 and 60 s ahead).
 CHECK_SHARES = (5 / 60, 15 / 60, 30 / 60, 1.0)
@@ -54,9 +54,8 @@ MIN_STARTED_C = 0.5
 _NONE_KEPT: tuple[tuple[float, ...], ...] = ((),) * len(CHECK_SHARES)
 
 
-@dataclass(frozen=True, slots=True)
-class Made:
-    """A forecast made, kept to be scored."""
+class Made(NamedTuple):
+    """A forecast made, kept to be scored (a tuple: one is replaced at every check)."""
 
     at: float  # monotonic s
     margin_at: Callable[[float], float]  # the margin h s on at the power of its time, °C
@@ -92,9 +91,9 @@ class Calibration:
                 # by, but the newest of them tells how much the starts cost against their forecast.
                 starts = [forecast for forecast in waiting if forecast.started]
                 newest = [forecast for forecast in waiting if not forecast.started][-1:]
-                waiting = (*starts, *[dataclasses.replace(forecast, started=True) for forecast in newest])
+                waiting = (*starts, *[forecast._replace(started=True) for forecast in newest])
             steps = (*steps, (at, change_w))
-        errors: dict[str, list[list[float]]] = {}
+        errors: dict[str, list[tuple[float, ...]]] = {}
         made: list[Made] = []
         checks = [share * horizon_s for share in CHECK_SHARES]
         for forecast in waiting:
@@ -106,20 +105,20 @@ class Calibration:
             name, error_c = _score(forecast, at, margin_c, steps)
             pool = errors.get(name)
             if pool is None:
-                pool = errors[name] = [list(scores) for scores in self.errors.get(name, _NONE_KEPT)]
+                pool = errors[name] = list(self.errors.get(name, _NONE_KEPT))
             while due < len(checks) and elapsed >= checks[due]:
                 if error_c is not None:
-                    pool[due].append(error_c)
+                    pool[due] = (*pool[due][1 - ERRORS_KEPT :], error_c)  # the newest ERRORS_KEPT
                 due += 1
             if due < len(checks):
-                made.append(dataclasses.replace(forecast, due=due))
+                made.append(forecast._replace(due=due))
         oldest = made[0].at if made else at
         return Calibration(
             tuple(made),
             tuple([step for step in steps if step[0] > oldest]),
             power_w if power_w is not None else self.power_w,
             at,
-            {**self.errors, **{name: _last(pool) for name, pool in errors.items()}},
+            {**self.errors, **{name: tuple(pool) for name, pool in errors.items()}},
         )
 
     def with_forecast(self, made: Made, horizon_s: float) -> Calibration:
@@ -169,11 +168,6 @@ def _quantile(scores: tuple[float, ...], share: float, prior: float) -> float:
     return max(0.0, ordered[min(len(ordered), math.ceil(share * len(ordered))) - 1])
 
 
-def _last(pool: list[list[float]]) -> tuple[tuple[float, ...], ...]:
-    """Each check horizon's newest ERRORS_KEPT scores."""
-    return tuple([tuple(scores[-ERRORS_KEPT:]) for scores in pool])
-
-
 def start_cost(
     ratios: tuple[float, ...], response: Callable[[float], float], horizon_s: float
 ) -> Callable[[float], float]:
@@ -181,17 +175,34 @@ def start_cost(
 
     The ratio is the first check's before it, straight between the checks, the last's after.
     """
-    points = [(share * horizon_s, ratio) for share, ratio in zip(CHECK_SHARES, ratios, strict=True)]
-
-    def ratio_at(h: float) -> float:
-        if h <= points[0][0]:
-            return points[0][1]
-        for (before_s, before), (after_s, after) in itertools.pairwise(points):
-            if h <= after_s:
-                return before + (after - before) * (h - before_s) / (after_s - before_s)
-        return points[-1][1]
-
+    if all(ratio == ratios[0] for ratio in ratios):
+        # One ratio at every check (the prior, or a board that errs alike at every horizon):
+        # the schedule asks for this response hundreds of times a sample.
+        raised = 1.0 + ratios[0]
+        return lambda h: response(h) * raised
+    ratio_at = start_ratio_at(ratios, horizon_s)
     return lambda h: response(h) * (1.0 + ratio_at(h))
+
+
+def start_ratio_at(ratios: tuple[float, ...], horizon_s: float) -> Callable[[float], float]:
+    """The start ratio h s ahead: the first check's before it, straight between them, the last's after."""
+    return _straight([share * horizon_s for share in CHECK_SHARES], list(ratios))
+
+
+def _straight(xs: list[float], ys: list[float]) -> Callable[[float], float]:
+    """Straight between the points (xs ascending), level with the first before it and the last after."""
+    first, last = xs[0], xs[-1]
+
+    def at(x: float) -> float:
+        if x <= first:
+            return ys[0]
+        if x >= last:
+            return ys[-1]
+        after = bisect.bisect_left(xs, x)
+        before = after - 1
+        return ys[before] + (ys[after] - ys[before]) * (x - xs[before]) / (xs[after] - xs[before])
+
+    return at
 
 
 def allowance(quantiles_c: tuple[float, ...], horizon_s: float) -> Callable[[float], float]:
@@ -200,21 +211,30 @@ def allowance(quantiles_c: tuple[float, ...], horizon_s: float) -> Callable[[flo
     Zero now, straight between the check horizons, and in proportion past the last (a job longer
     than the horizon is planned to its end).
     """
-    points = [(0.0, 0.0)]
-    level = 0.0
+    return lowered(lambda _h: 0.0, quantiles_c, horizon_s, sign=-1.0)
+
+
+def lowered(
+    path: Callable[[float], float], quantiles_c: tuple[float, ...], horizon_s: float, *, sign: float = 1.0
+) -> Callable[[float], float]:
+    """`path` less the `allowance` for `quantiles_c` (`sign` -1: plus it), in one call.
+
+    The schedule asks for the path at every point it looks at, hundreds of times a sample.
+    """
+    xs, ys = [0.0], [0.0]
     for share, quantile_c in zip(CHECK_SHARES, quantiles_c, strict=True):
-        level = max(level, quantile_c)
-        points.append((share * horizon_s, level))
-    last_s, last_c = points[-1]
+        xs.append(share * horizon_s)
+        ys.append(max(ys[-1], quantile_c))
+    last_s, last_c = xs[-1], ys[-1]
 
     def at(h: float) -> float:
         if h <= 0:
-            return 0.0
+            return path(h)
         if h >= last_s:
-            return last_c * h / last_s
-        for (before_s, before_c), (after_s, after_c) in itertools.pairwise(points):
-            if h <= after_s:
-                return before_c + (after_c - before_c) * (h - before_s) / (after_s - before_s)
-        return last_c
+            return path(h) - sign * (last_c * h / last_s)
+        after = bisect.bisect_left(xs, h)
+        before = after - 1
+        kept_c = ys[before] + (ys[after] - ys[before]) * (h - xs[before]) / (xs[after] - xs[before])
+        return path(h) - sign * kept_c
 
     return at

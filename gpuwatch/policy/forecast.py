@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from gpuwatch.policy.calibration import Calibration, Made, allowance, start_cost
+from gpuwatch.policy.calibration import Calibration, Made, allowance, lowered, start_cost, start_ratio_at
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.history import Point, margin_slope
 from gpuwatch.policy.learning import Learned, Load
@@ -288,19 +288,22 @@ def outlook(learned: Learned, calibration: Calibration | None = None) -> Outlook
     )
     ratios = calibration.start_ratios(config.forecast_error_quantile, config.start_error_prior_ratio)
     started = start_cost(ratios, prediction.response.step_response_c_per_w, horizon_s)
+    path = lowered(own, quantiles, horizon_s) if any(quantiles) else own
+    # At the offsets the prediction worked out its path and step response already: the same
+    # numbers as `path` and `started` there, without calling them again.
     kept = allowance(quantiles, horizon_s)
-
-    def lowered(h: float) -> float:
-        return own(h) - kept(h)
-
+    ratio_at = start_ratio_at(ratios, horizon_s)
+    offsets = prediction.offsets_s
     calibrated = dataclasses.replace(
         prediction,
-        margin_at=lowered,
+        margin_at=path,
         own_margin_at=own,
         start_c_per_w=started,
         start_ratio=ratios,
-        cost_c_per_w=tuple([started(h) for h in prediction.offsets_s]),
-        path_c=tuple([lowered(h) for h in prediction.offsets_s]),
+        cost_c_per_w=tuple(
+            [cost * (1.0 + ratio_at(h)) for cost, h in zip(prediction.cost_c_per_w, offsets, strict=True)]
+        ),
+        path_c=tuple([margin_c - kept(h) for margin_c, h in zip(prediction.path_c, offsets, strict=True)]),
         error_c=quantiles,
     )
     return Outlook(learned, calibrated, calibration)

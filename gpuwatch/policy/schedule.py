@@ -95,8 +95,15 @@ class Schedule:
     """
 
     def __init__(
-        self, forecast: Forecast, steps: tuple[Step, ...], job_power_w: float, *, safe: bool = True
+        self,
+        forecast: Forecast,
+        steps: tuple[Step, ...],
+        job_power_w: float,
+        *,
+        safe: bool = True,
+        shared_from: Schedule | None = None,
     ) -> None:
+        """`shared_from`: a schedule of the same GPU and sample whose worked-out responses this one reuses."""
         if forecast.margin_at is None or forecast.response is None:
             raise ValueError("a schedule needs a forecast path and a step response")
         self._forecast = forecast
@@ -110,14 +117,23 @@ class Schedule:
         self.steps = steps
         self.job_power_w = job_power_w
         self._margins: dict[float, float] = {}
-        self._responses: dict[float, float] = {}
-        self._falls: dict[float, float] = {}
-        self._pulses: dict[float | None, list[tuple[float, float]]] = {}
+        shared = shared_from.worked if shared_from is not None else None
+        # The step responses do not depend on the steps: a sample's schedules work each out once.
+        self.worked: _Worked = (
+            shared
+            if shared is not None and shared.serves(self._response, forecast, job_power_w)
+            else _Worked(self._response, forecast, job_power_w)
+        )
+        self._responses = self.worked.rises
+        self._paths = self.worked.paths
+        falls: dict[float, float] = {}
+        pulses: dict[float | None, list[Step]] = {}
+        self._falls, self._pulses = self.worked.by_safety.setdefault(safe, (falls, pulses))
 
     def with_one_ending_now(self) -> Schedule:
         """This schedule with one more job's power gone from now: a running job nothing leased ends."""
         steps = ((0.0, -self.job_power_w), *self.steps)
-        return Schedule(self._forecast, steps, self.job_power_w, safe=self.safe)
+        return Schedule(self._forecast, steps, self.job_power_w, safe=self.safe, shared_from=self)
 
     def _rise(self, seconds: float) -> float:
         """The step response after `seconds` (0 before the step), °C per W."""
@@ -131,7 +147,10 @@ class Schedule:
         """The planned margin `h` seconds from now, before any job not yet admitted, °C."""
         found = self._margins.get(h)
         if found is None:
-            found = self._margin_at(h) - sum(
+            path_c = self._paths.get(h)
+            if path_c is None:
+                path_c = self._paths[h] = self._margin_at(h)
+            found = path_c - sum(
                 [
                     change * (self._rise(h - at) if change > 0 else self._fall_back(h - at))
                     for at, change in self.steps
@@ -239,6 +258,23 @@ class Schedule:
                 (offset, self.pulse_c(offset, 0.0, duration)) for offset in self.offsets(duration)
             ]
         return found
+
+
+class _Worked:
+    """The responses a sample's schedules worked out, by seconds after the step, shared among them.
+
+    A planned fall's response depends on `safe` as well: those are kept per `safe`.
+    """
+
+    def __init__(self, rise: Callable[[float], float], forecast: Forecast, job_power_w: float) -> None:
+        self.rise, self.forecast, self.job_power_w = rise, forecast, job_power_w
+        self.rises: dict[float, float] = {}
+        self.paths: dict[float, float] = {}  # the forecast's margin at present power
+        self.by_safety: dict[bool, tuple[dict[float, float], dict[float | None, list[Step]]]] = {}
+
+    def serves(self, rise: Callable[[float], float], forecast: Forecast, job_power_w: float) -> bool:
+        """Whether a schedule of `forecast` with this rise and job power may reuse what was worked out."""
+        return forecast is self.forecast and rise == self.rise and job_power_w == self.job_power_w
 
 
 def _once(worked_out: dict[float, float], response: Callable[[float], float], seconds: float) -> float:

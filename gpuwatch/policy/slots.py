@@ -122,12 +122,12 @@ def headroom(outlook: Outlook) -> Headroom:
         return Headroom(outlook, slots, slots, 0, None, None, waits, long_slots=slots)
     blocked = blocked_reason(outlook)
     schedule = _schedule(outlook, on_gpu, pending=True)
-    expected = _schedule(outlook, on_gpu, pending=True, expected=True)
+    expected = _schedule(outlook, on_gpu, pending=True, expected=True, shared_from=schedule)
     plans = {cls: moment.durations.plan(cls) for cls in PriorityClass}
     if blocked is not None or schedule is None:
         waits = _waits(expected, NO_SLOTS, plans, config, moment.interval_s)
         return Headroom(outlook, NO_SLOTS, NO_SLOTS, pending, blocked, None, waits, schedule)
-    standing = _schedule(outlook, on_gpu, pending=False) if pending else schedule
+    standing = _schedule(outlook, on_gpu, pending=False, shared_from=schedule) if pending else schedule
     capacity, slots = _counted(
         outlook.forecast, standing or schedule, schedule, plans, pending=pending, config=config
     )
@@ -166,10 +166,18 @@ def _fits_but_for_errors(outlook: Outlook, on_gpu: OnGpu, plan: JobPlan, config:
 EXPECTED_SHARE = 0.5
 
 
-def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool, expected: bool = False) -> Schedule | None:
+def _schedule(
+    outlook: Outlook,
+    on_gpu: OnGpu,
+    *,
+    pending: bool,
+    expected: bool = False,
+    shared_from: Schedule | None = None,
+) -> Schedule | None:
     """The GPU's schedule with its running leased jobs (and those still to show, if `pending`).
 
     `expected`: as the jobs are expected to end (Retry-After), not as slots are counted.
+    `shared_from`: another of this sample's schedules, whose worked-out responses it reuses.
     """
     forecast = outlook.forecast
     learned = outlook.learned
@@ -196,7 +204,7 @@ def _schedule(outlook: Outlook, on_gpu: OnGpu, *, pending: bool, expected: bool 
         headroom_w=forecast.headroom_w,
         at_limit=at_limit,
     )
-    return Schedule(forecast, steps, job_power_w, safe=not expected)
+    return Schedule(forecast, steps, job_power_w, safe=not expected, shared_from=shared_from)
 
 
 def _counted(  # noqa: PLR0913 - the two schedules, and what each class plans with
