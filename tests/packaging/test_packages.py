@@ -507,12 +507,17 @@ def _deb_life(root: Root, built: Built) -> dict[str, Step]:
     root.transcript.note("purge")
     root.run([*apt, "purge", "gpuwatch"])
     steps["purge"].systemctl = root.systemctl_calls()
-    root.pretend_systemd_runs(runs=False)
-    left = sorted(root.snapshot() - before)
-    root.transcript.note("left after purge, beside bookkeeping: " + (", ".join(left) or "nothing"))
-    steps["purge"].facts["left"] = left
+    steps["purge"].facts["left"] = _left_after(root, before, "purge")
     steps["purge"].facts["passwd"] = root.run(["getent", "passwd", "gpuwatch"], check=False).stdout.strip()
     return steps
+
+
+def _left_after(root: Root, before: set[str], removal: str) -> list[str]:
+    """What the root holds after `removal` that it did not before the install, noted in the transcript."""
+    root.pretend_systemd_runs(runs=False)
+    left = sorted(root.snapshot() - before)
+    root.transcript.note(f"left after {removal}, beside bookkeeping: " + (", ".join(left) or "nothing"))
+    return left
 
 
 def _satisfied(root: Root, need: str) -> bool:
@@ -559,10 +564,7 @@ def _rpm_life(root: Root, built: Built) -> dict[str, Step]:
     root.transcript.note("rpm erase")
     root.host([*rpm, "-e", "gpuwatch"])
     steps["erase"].systemctl = root.systemctl_calls()
-    root.pretend_systemd_runs(runs=False)
-    left = sorted(root.snapshot() - before)
-    root.transcript.note("left after erase, beside bookkeeping: " + (", ".join(left) or "nothing"))
-    steps["erase"].facts["left"] = left
+    steps["erase"].facts["left"] = _left_after(root, before, "erase")
     return steps
 
 
