@@ -41,6 +41,28 @@ class TestLeaseBook:
         assert book.release(late.id) is None  # taught once
         assert book.leases().held_s[DEFAULT] == (30.0,)
 
+    def test_leases_end_at_their_own_deadline_within_a_second_and_released_ones_never_expire(self):
+        clock = ManualClock()
+        book = book_at(clock, lease_grace_ratio=0.0, lease_grace_min_s=0.0)
+        clock.advance(100.2)
+        # Deadlines at 105.2 and 105.7 s share one second's bucket; 106.5 s is the next one.
+        early, late, next_second = (book.take(0, DEFAULT, s) for s in (5.0, 5.5, 6.3))
+        released = book.take(0, DEFAULT, 5.0)
+        assert book.release(released.id) is not None
+        clock.advance(5.3)  # now 105.5: only the first is past its deadline
+
+        def still_open() -> list[int]:
+            return [lease.number for lease in book.leases().gpus[0].open]
+
+        assert still_open() == [late.lease.number, next_second.lease.number]
+        clock.advance(0.3)  # 105.8
+        assert still_open() == [next_second.lease.number]
+        clock.advance(1.0)  # 106.8
+        assert still_open() == []
+        ended = book.ended_counts()
+        assert (ended[DEFAULT, "expired"], ended[DEFAULT, "released"]) == (3, 1)
+        assert book.release(early.id) is None
+
     def test_a_request_said_duration_is_marked(self):
         book = book_at(ManualClock())
         said = book.take(0, DEFAULT, 9.0, requested=True)
