@@ -1,7 +1,7 @@
 """DESIGN §2's quality bar in every shipped scenario, for several seeds, spreads and gateways.
 
 Run: .venv/bin/python bench/targets.py [--seeds 1,2,3] [--spreads 0.03,0.3] [--modes release,never,told]
-                                       [--scenarios a,b] [--config FILE] [--workers N]
+                                       [--scenarios a,b] [--plants wide] [--config FILE] [--workers N]
 
 For each shipped scenario, seed and spread (each GPU's R, C and power per job drawn within ±that
 of its SKU profile: 0.03 is a fleet's board-to-board spread, 0.3 physics the policy's priors
@@ -15,6 +15,9 @@ gateway mode:
 - `told`: a proxy that never releases, with the typical job length (the scenario's mean) in
   policy.job_seconds (0 GPU·s of slowdown, and no fewer jobs than static where static kept out of
   slowdown).
+`--plants wide` draws each GPU's plant from the wide family instead (sources/sim/plants.py, a
+decade either side of the profiles; spreads do not apply, the column reads `wide`), held to the
+targets of the wider spread.
 One row per run and mode; `--config` tries a [policy] file, as `gpuwatch serve --config` reads it.
 """
 
@@ -86,7 +89,7 @@ def _row(  # noqa: PLR0913 - one run: its scenario, mode and every controller's 
     ]
     p95 = (ours.p95_latency_s or 0.0) / (oracle.p95_latency_s or 1.0)
     print(
-        f"{scenario.spread:6.2f} {scenario.name:15} {scenario.seed:4} {none.completed:5} "
+        f"{_boards(scenario):>6} {scenario.name:15} {scenario.seed:4} {none.completed:5} "
         f"{none.slowdown_gpu_s:5.0f} {static.completed:6} {static.slowdown_gpu_s:5.0f} "
         f"{oracle.completed:6} {mode:8} {ours.completed:6} "
         f"{_share(ours.completed, oracle.completed)} {ours.slowdown_gpu_s:6.0f} "
@@ -98,6 +101,11 @@ def _row(  # noqa: PLR0913 - one run: its scenario, mode and every controller's 
     return not failed
 
 
+def _boards(scenario: Scenario) -> str:
+    """The spread column: the boards' spread, or `wide` for the wide family."""
+    return "wide" if scenario.plants == "wide" else f"{scenario.spread:.2f}"
+
+
 def main() -> int:
     """Run the matrix, print a row per run and mode and a verdict; exit 0 when every target is met."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,16 +113,22 @@ def main() -> int:
     parser.add_argument("--spreads", default="0.03,0.3", help="comma-separated board spreads")
     parser.add_argument("--scenarios", default=",".join(SHIPPED), help="comma-separated shipped scenarios")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated of {', '.join(MODES)}")
+    parser.add_argument(
+        "--plants", choices=("profiles", "wide"), default="profiles", help="the boards' plants"
+    )
     parser.add_argument("--config", help="a [policy] TOML file for the gpuwatch controller")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
     args = parser.parse_args()
     policy = load_config(args.config) if args.config else None
     modes = args.modes.split(",")
     runs = []
-    for spread in (float(s) for s in args.spreads.split(",")):
+    spreads = [float(s) for s in args.spreads.split(",")] if args.plants == "profiles" else [0.03]
+    for spread in spreads:
         for name in args.scenarios.split(","):
             for seed in (int(s) for s in args.seeds.split(",")):
-                scenario = dataclasses.replace(open_scenario(name), seed=seed, spread=spread)
+                scenario = dataclasses.replace(
+                    open_scenario(name), seed=seed, spread=spread, plants=args.plants
+                )
                 if policy is not None:
                     scenario = dataclasses.replace(scenario, policy=policy)
                 runs.append(scenario)
@@ -138,14 +152,14 @@ def main() -> int:
         none, static, oracle = (baselines[id(scenario), c] for c in BASELINES)
         met = [_row(scenario, mode, next(ours_by), none=none, static=static, oracle=oracle) for mode in modes]
         missed += [
-            (scenario.spread, scenario.name, scenario.seed, m)
+            ("wide" if scenario.plants == "wide" else f"{scenario.spread:g}", scenario.name, scenario.seed, m)
             for m, ok in zip(modes, met, strict=True)
             if not ok
         ]
     wall_s = time.monotonic() - started
     print(f"\n{'PASS' if not missed else 'FAIL'}: {len(missed)} runs missed a target ({wall_s:.0f} s)")
     for spread, name, seed, mode in missed:
-        print(f"  spread {spread:g} {name} seed {seed} {mode}")
+        print(f"  spread {spread} {name} seed {seed} {mode}")
     return 0 if not missed else 1
 
 

@@ -58,6 +58,15 @@ CONTROLLER_NAMES = ("none", "static", "gpuwatch", "oracle")
     ),
 )
 @click.option(
+    "--plants",
+    type=click.Choice(("profiles", "wide")),
+    default=None,
+    help=(
+        "The boards' thermal plants: the SKU profiles' own, or `wide`, each GPU's drawn from a family "
+        "a decade either side of them (docs/simulation.md) [default: the scenario's, profiles]."
+    ),
+)
+@click.option(
     "--no-release",
     "no_release",
     is_flag=True,
@@ -90,6 +99,7 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
     workers: int | None,
     oracle_guard_c: float | None,
     spread: float | None,
+    plants: str | None,
     job_seconds: float | None,
     release_delay_s: float | None,
     *,
@@ -117,6 +127,7 @@ def simulate(  # noqa: PLR0913, PLR0917 - click passes one argument per option
         _scenario_or_exit(scenario, seed, config_path),
         oracle_guard_c=oracle_guard_c,
         spread=spread,
+        plants=plants,
         releases=not no_release,
         release_delay_s=release_delay_s,
         job_seconds=job_seconds,
@@ -144,6 +155,7 @@ def _with_options(  # noqa: PLR0913 - one per command-line option that changes t
     *,
     oracle_guard_c: float | None,
     spread: float | None,
+    plants: str | None,
     releases: bool,
     release_delay_s: float | None,
     job_seconds: float | None,
@@ -155,6 +167,8 @@ def _with_options(  # noqa: PLR0913 - one per command-line option that changes t
         )
     if spread is not None:
         chosen = dataclasses.replace(chosen, spread=spread)
+    if plants is not None:
+        chosen = dataclasses.replace(chosen, plants=plants)
     if not releases:
         chosen = dataclasses.replace(chosen, releases=False)
     if release_delay_s is not None:

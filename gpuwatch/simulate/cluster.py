@@ -14,6 +14,7 @@ from gpuwatch.simulate.scenario import NodeSpec, Scenario, ScenarioEvent
 from gpuwatch.simulate.workload import Job
 from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.sim import physics
+from gpuwatch.sources.sim.plants import WIDE
 from gpuwatch.sources.sim.scenario import LoadSettings
 from gpuwatch.sources.sim.scenario import Scenario as SimScenario
 from gpuwatch.sources.sim.scenario import ScenarioEvent as SimEvent
@@ -78,6 +79,7 @@ class SimNode:
             inlet_c=spec.inlet_c,
             cooling_factor=spec.cooling_factor,
             spread=scenario.spread,
+            plant=WIDE if scenario.plants == WIDE else "two-node",
             load=LoadSettings(jobs=0, arrival_per_s=0.0),
             events=tuple(sorted(events, key=lambda event: event.at_s)),
         )

@@ -49,6 +49,8 @@ def header(scenario: Scenario, arrived: int) -> str:
         if scenario.spread == SPREAD_DEFAULT
         else f"; boards drawn ±{scenario.spread:.0%} from the profiles"
     )
+    if scenario.plants == "wide":
+        spread = "; each board's plant drawn from the wide family (a decade either side of the profiles)"
     return (
         f"{first}\n{fleet}; {arrived} jobs arriving over {scenario.duration_s:g} s (seed {scenario.seed}), "
         f"run until all have ended; at most {jobs.per_gpu} jobs per GPU\n{work}{spread}\n{gateway(scenario)}"
@@ -138,7 +140,8 @@ def class_table(results: Sequence[ControllerResult]) -> str:
 
 def completed_target(scenario: Scenario) -> float:
     """The share of the oracle's completed jobs gpuwatch must reach at the scenario's board spread."""
-    return TARGET_COMPLETED_SHARE if scenario.spread <= SPREAD_DEFAULT else TARGET_COMPLETED_SHARE_WIDE
+    at_profiles = scenario.spread <= SPREAD_DEFAULT and scenario.plants == "profiles"
+    return TARGET_COMPLETED_SHARE if at_profiles else TARGET_COMPLETED_SHARE_WIDE
 
 
 def targets(results: Sequence[ControllerResult], scenario: Scenario) -> list[str]:
@@ -261,6 +264,7 @@ def document(scenario: Scenario, results: Sequence[ControllerResult]) -> dict[st
         "title": scenario.title,
         "seed": scenario.seed,
         "spread": scenario.spread,
+        "plants": scenario.plants,
         "duration_s": scenario.duration_s,
         "controllers": [
             {

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass
 
+# The boards' plants: the SKU profiles' own, or the wide family (sources/sim/plants.py).
+PLANT_CHOICES = ("profiles", "wide")
+
 
 class ScenarioError(ValueError):
     """A simulate scenario cannot be used; the message reads `FILE:LINE: key: problem (got value)`."""
@@ -137,6 +140,9 @@ class Scenario:
     # Each GPU's R, C and power per job drawn within ±this of its SKU profile: 0.03 a fleet's
     # board-to-board spread; 0.3 physics the policy's priors were not set for.
     spread: float = 0.03
+    # The boards' plants: "profiles" (the SKU profiles' own two-node plants, with `spread`) or
+    # "wide" (each GPU's drawn from sources/sim/plants.py's families, a decade either side).
+    plants: str = "profiles"  # one of PLANT_CHOICES
     # Gateways release each lease when its job ends; False plays a proxy that never releases (and
     # says no duration): leases end at their deadlines.
     releases: bool = True

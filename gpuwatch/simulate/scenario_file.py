@@ -7,6 +7,8 @@ Every key but `duration_s`, `[[nodes]]` and `[arrivals]` is optional (defaults i
     duration_s = 2700           # virtual seconds simulated (arrivals stop, the run ends)
     interval_s = 1.0            # gpuwatch's sampling interval, s
     spread = 0.03               # each GPU's R, C and power per job within ±this of its profile
+    plants = "profiles"         # or "wide": each GPU's plant drawn from sources/sim/plants.py's
+                                #   families, a decade either side of the profiles (spread unused)
 
     [[nodes]]                   # a group of identical nodes, in index order
     count = 2                   # nodes in the group (default 1); names get -0, -1, ...
@@ -48,6 +50,7 @@ from typing import Any
 from gpuwatch.policy.config import PolicyConfig, PolicyConfigError
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.simulate.scenario import (
+    PLANT_CHOICES,
     ArrivalProfile,
     ClassShares,
     JobSpec,
@@ -64,7 +67,18 @@ from gpuwatch.sources.sim.source import scenario_from_spec
 from gpuwatch.sources.tomlcheck import where
 from gpuwatch.sources.tomlkeys import KeyPath, decode_error_line
 
-_TOP = ("title", "seed", "duration_s", "interval_s", "spread", "nodes", "arrivals", "jobs", "events")
+_TOP = (
+    "title",
+    "seed",
+    "duration_s",
+    "interval_s",
+    "spread",
+    "plants",
+    "nodes",
+    "arrivals",
+    "jobs",
+    "events",
+)
 _TABLES = ("static", "oracle", "policy")
 _NODE_KEYS = ("count", "name", "gpus", "inlet_c", "cooling_factor")
 _EVENT_KEYS = ("at_s", "nodes", "gpus", "inlet_c", "cooling_factor")
@@ -132,6 +146,7 @@ class _Checker(ScenarioChecker):
             duration_s=self.number(data, (), "duration_s", 0.0),
             interval_s=self.number(data, (), "interval_s", 1.0),
             spread=self.number(data, (), "spread", 0.03),
+            plants=self.plants(data),
             nodes=nodes,
             arrivals=self.arrivals(data.get("arrivals")),
             jobs=self.jobs(data.get("jobs", {})),
@@ -281,6 +296,13 @@ class _Checker(ScenarioChecker):
                 self.number(table, path, "cooling_factor", math.nan) if "cooling_factor" in table else None
             ),
         )
+
+    def plants(self, data: dict[str, Any]) -> str:
+        """`plants`: "profiles" or "wide"."""
+        plants = self.string(data, (), "plants", "profiles")
+        if plants not in PLANT_CHOICES:
+            raise self.fail(("plants",), f"must be one of {', '.join(PLANT_CHOICES)}", plants)
+        return plants
 
     def static(self, value: object) -> StaticSettings:
         """The [static] table."""

@@ -84,7 +84,7 @@ class TestTextRenderer:
 
     def test_numbers_over_every_magnitude(self):
         gauge = GaugeMetricFamily("numbers", "Random values.", labels=["n"])
-        draw = random.Random(5)  # noqa: S311 - test values, not security
+        draw = random.Random(5)
         for n in range(2000):
             gauge.add_metric([str(n)], draw.uniform(-1, 1) * 10 ** draw.randint(-30, 30))
         families = Families(gauge)

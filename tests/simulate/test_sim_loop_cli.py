@@ -87,6 +87,20 @@ class TestSimulateCommand:
         assert hottest() > 85.0
         assert hottest("--oracle-guard", "8") <= 87.0 - 8.0 + 0.05
 
+    def test_plants_wide_draws_other_boards_and_says_so(self, scenario_file):
+        shipped = invoke(str(scenario_file), "--workers", "1", "--controller", "none", "--json")
+        wide = invoke(
+            str(scenario_file), "--workers", "1", "--controller", "none", "--json", "--plants", "wide"
+        )
+        assert (json.loads(shipped.stdout)["plants"], json.loads(wide.stdout)["plants"]) == (
+            "profiles",
+            "wide",
+        )
+        hottest = [json.loads(r.stdout)["controllers"][0]["max_temperature_c"] for r in (shipped, wide)]
+        assert hottest[0] != hottest[1]  # the same jobs on other boards heat otherwise
+        table = invoke(str(scenario_file), "--workers", "1", "--controller", "none", "--plants", "wide")
+        assert "each board's plant drawn from the wide family" in table.stdout
+
     def test_config_sets_gpuwatchs_policy(self, scenario_file, tmp_path):
         config = tmp_path / "policy.toml"
         config.write_text("[policy]\nhot_dwel_s = 5\n")

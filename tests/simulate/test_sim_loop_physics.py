@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 from sim_loop_helpers import one_gpu
@@ -10,8 +11,10 @@ from sim_loop_helpers import one_gpu
 from gpuwatch.simulate.cluster import Cluster
 from gpuwatch.simulate.controllers.foresight import Change, peak_temperature_c
 from gpuwatch.simulate.engine import DRAIN_LIMIT_S, run_one
+from gpuwatch.simulate.scenario import NodeSpec
 from gpuwatch.simulate.workload import Job
 from gpuwatch.sources.sim import physics
+from gpuwatch.sources.sim.plants import draw_plant
 from gpuwatch.sources.sim.profiles import H100_SXM, SkuProfile
 
 IDLE_W, JOB_W = H100_SXM.power_idle_w, H100_SXM.job.power_w
@@ -25,6 +28,22 @@ def held_jobs(count: int, at_s: float = 0.0) -> tuple[Job, ...]:
 def board(scenario) -> SkuProfile:
     """The simulated GPU's own profile, its per-GPU spread drawn as the run draws it."""
     return Cluster(scenario).nodes[0].source.physics_now()[0].profile
+
+
+class TestWidePlants:
+    """`plants = "wide"`: each GPU's board from the wide family, the same for every controller and run."""
+
+    def test_each_gpu_gets_a_board_of_its_own_family_and_the_run_repeats(self):
+        scenario = dataclasses.replace(one_gpu(), plants="wide", nodes=(NodeSpec("n", ("H100",) * 8, 25.0),))
+        boards = [gpu.profile.thermal for gpu in Cluster(scenario).nodes[0].source.physics_now()]
+        again = [gpu.profile.thermal for gpu in Cluster(scenario).nodes[0].source.physics_now()]
+        assert boards == again
+        assert H100_SXM.thermal not in boards
+        taus = {round(t.sink_time_constant_s) for t in boards}
+        assert max(taus) / min(taus) > 3  # not one board's spread: a decade of sinks
+
+    def test_profiles_keep_the_shipped_plants(self):
+        assert board(dataclasses.replace(one_gpu(), spread=0.0)).thermal == H100_SXM.thermal
 
 
 class TestSteadyState:
@@ -119,15 +138,31 @@ class TestForesight:
         expected = _stepped_peak(start, conditions, list(works), list(changes))
         assert peak_temperature_c(gpu, works, changes, 0.5, 600.0) == pytest.approx(expected, abs=1e-9)
 
+    @pytest.mark.parametrize(
+        ("family", "seed", "tolerance_c"),
+        [("three-node", 1, 1e-6), ("three-node", 2, 1e-6), ("fan-curve", 1, 0.01), ("fan-curve", 3, 0.01)],
+    )
+    def test_peak_matches_stepping_on_the_wide_plants(self, family, seed, tolerance_c):
+        profile = draw_plant(H100_SXM, random.Random(seed), family)
+        cool = physics.Conditions(jobs=1, inlet_c=25.0, power_limit_w=700.0)
+        start = physics.settled_state(profile, cool)
+        conditions = dataclasses.replace(cool, jobs=3)
+        works = (30.0, 20.0, 45.0)
+        expected = _stepped_peak(start, conditions, list(works), [], profile=profile)
+        found = peak_temperature_c(_physics(start, conditions, profile), works, (), 0.5, 600.0)
+        assert found == pytest.approx(expected, abs=tolerance_c)
+        assert found - start.temperature_c > 3.0  # a real climb, not a flat line
 
-def _physics(state, conditions):
+
+def _physics(state, conditions, profile=H100_SXM):
     from gpuwatch.sources.sim.source import GpuPhysics  # noqa: PLC0415
 
-    return GpuPhysics(H100_SXM, state, conditions)
+    return GpuPhysics(profile, state, conditions)
 
 
-def _stepped_peak(state, conditions, works, changes, tick_s=0.5):
+def _stepped_peak(state, conditions, works, changes, *, profile=H100_SXM):
     """The peak, stepping the sim's physics one tick at a time as the engine does."""
+    tick_s = 0.5  # the engine's tick, s
     peak, t_s = state.temperature_c, 0.0
     while works:
         while changes and changes[0].after_s <= t_s + 1e-9:
@@ -138,8 +173,8 @@ def _stepped_peak(state, conditions, works, changes, tick_s=0.5):
                 cooling_factor=change.cooling_factor or conditions.cooling_factor,
             )
         conditions = dataclasses.replace(conditions, jobs=len(works))
-        ratio = physics.operating_point(H100_SXM, state, conditions).sm_clock_mhz / H100_SXM.sm_clock_max_mhz
-        state = physics.step(H100_SXM, state, conditions, tick_s)
+        ratio = physics.operating_point(profile, state, conditions).sm_clock_mhz / profile.sm_clock_max_mhz
+        state = physics.step(profile, state, conditions, tick_s)
         t_s += tick_s
         peak = max(peak, state.temperature_c)
         works = [w - ratio * tick_s for w in works if w > ratio * tick_s + 1e-9]

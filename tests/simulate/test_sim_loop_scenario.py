@@ -150,6 +150,11 @@ class TestErrors:
                 "duration_s = 600\n[static]\npause_c = 70\nresume_c = 80",
                 r"^hot\.toml:6: static\.resume_c: must be at most pause_c",
             ),
+            (
+                "seed = 5",
+                'seed = 5\nplants = "wild"',
+                r'^hot\.toml:3: plants: must be one of profiles, wide \(got "wild"\)',
+            ),
         ],
     )
     def test_bad_value_names_file_line_and_key(self, old, new, expected):

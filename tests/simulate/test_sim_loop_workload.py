@@ -17,7 +17,7 @@ class TestArrivals:
 
     def test_count_follows_the_profile(self):
         profile = ArrivalProfile(2.0, ((0.0, 1.0), (1000.0, 1.0), (2000.0, 10.0)))
-        times = arrival_times(profile, 3000.0, random.Random(1))  # noqa: S311 - a seeded simulation
+        times = arrival_times(profile, 3000.0, random.Random(1))
         before = sum(1 for t in times if t < 1000)
         ramp = sum(1 for t in times if 1000 <= t < 2000)
         peak = sum(1 for t in times if t >= 2000)
@@ -27,13 +27,13 @@ class TestArrivals:
         assert peak == pytest.approx(20000, abs=4 * 20000**0.5)
 
     def test_gaps_at_a_constant_rate_are_exponential(self):
-        times = arrival_times(ArrivalProfile(0.5), 40_000.0, random.Random(2))  # noqa: S311 - as above
+        times = arrival_times(ArrivalProfile(0.5), 40_000.0, random.Random(2))
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert statistics.mean(gaps) == pytest.approx(2.0, rel=0.03)
         assert statistics.stdev(gaps) == pytest.approx(2.0, rel=0.05)
 
     def test_no_rate_no_arrivals(self):
-        assert arrival_times(ArrivalProfile(0.0), 100.0, random.Random(3)) == []  # noqa: S311 - as above
+        assert arrival_times(ArrivalProfile(0.0), 100.0, random.Random(3)) == []
 
 
 class TestJobs:

@@ -123,7 +123,7 @@ class SimGpu:
         state = physics.latch(profile, self._state)
         conditions = self.conditions()
         point = physics.operating_point(profile, state, conditions)
-        temperature_c = float(math.floor(state.temperature_c))
+        temperature_c = float(math.floor(self._sensed_c(state)))
         memory_c = physics.memory_temperature_c(profile, conditions, state.sink_temperature_c)
         memory_temperature_c = float(math.floor(memory_c))
         memory_used = min(profile.memory_total_bytes, self.jobs * profile.job.memory_bytes)
@@ -170,6 +170,16 @@ class SimGpu:
     def state(self) -> physics.GpuState:
         """The continuous physical state (not rounded as readings are)."""
         return self._state
+
+    def _sensed_c(self, state: physics.GpuState) -> float:
+        """The sensor's value now, before NVML's rounding: the die's, or a lagging and noisy one."""
+        sensed_c = state.temperature_c if state.sensor_temperature_c is None else state.sensor_temperature_c
+        noise_c = self.profile.thermal.sensor_noise_c
+        if noise_c > 0:
+            # A draw of its own per reading time, apart from the power's (the key's top bit set).
+            key = self._noise_seed ^ (round(self._now_s * 1000) & 0xFFFFFFFFFFFF) ^ (1 << 63)
+            sensed_c += random.Random(key).gauss(0.0, noise_c)  # noqa: S311 - reproducible noise, not secrets
+        return sensed_c
 
     def _power_noise(self) -> float:
         """The relative power error of a reading at this virtual time (whole ms)."""

@@ -1,4 +1,4 @@
-"""Per-GPU physics: an exact two-node (die and heat sink) RC thermal step, power capping and slowdown.
+"""Per-GPU physics: an exact RC thermal step (die and heat sink, or three nodes), power capping and slowdown.
 
 The die (small heat capacity) sits on a heat sink (large capacity) that the inlet air cools:
 
@@ -9,6 +9,12 @@ so a power step moves the die most of its own way in seconds and the rest over m
 sink. A cooling fault multiplies R_sa (a failed fan removes less heat per °C of sink above the
 inlet). At constant power the die settles at T_inlet + (R_ds + R_sa)*P. HBM follows the sink. A
 profile with R_ds = 0 is the first-order plant (die and sink one node), kept for tests.
+
+Boards unlike the shipped ones (plants.py) may add a heat spreader between die and sink (a third
+node, solved exactly by chain.py), a fan curve (R_sa rises on a cool sink; it is read at the
+start of each step, which the sim keeps short, and a fault holds it flat at the faulted value),
+and a sensor that follows the die with a first-order lag: its path is exact too, each of the
+die's modes e^(rt) passing through the lag scaled by 1/(1 + r*lag), plus the lag's own mode.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import math
 from dataclasses import dataclass
 
 from gpuwatch.sources.model import ClockEventReason
-from gpuwatch.sources.sim.profiles import SkuProfile
+from gpuwatch.sources.sim.chain import ChainResponse, chain_response
+from gpuwatch.sources.sim.profiles import SkuProfile, ThermalModel
 
 # Modelling assumption: past max operating, the driver's SW thermal controller takes 15 % of the
 # clock per °C (starting with the first degree) and never goes below 30 %. So a mild cooling fault
@@ -50,13 +57,15 @@ class Conditions:
 class GpuState:
     """The continuous state of one GPU: die and sink temperatures, the HW slowdown latch, counters."""
 
-    temperature_c: float  # die, what the GPU's sensor reads
+    temperature_c: float  # die (what the sensor reads, unless the plant's sensor lags)
     sink_temperature_c: float  # heat sink; HBM follows it
     energy_j: float = 0.0
     hw_slowdown: bool = False
     sw_power_cap_s: float = 0.0
     sw_thermal_slowdown_s: float = 0.0
     hw_thermal_slowdown_s: float = 0.0
+    spreader_temperature_c: float | None = None  # the three-node plant's middle node, else None
+    sensor_temperature_c: float | None = None  # a lagging sensor's reading before noise, else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,14 +84,56 @@ def demand_w(profile: SkuProfile, jobs: int) -> float:
     return profile.power_idle_w + jobs * profile.job.power_w
 
 
-def sink_resistance_c_per_w(profile: SkuProfile, conditions: Conditions) -> float:
-    """R_sa with the cooling as it is now (a cooling fault multiplies it), °C/W."""
-    return profile.thermal.sink_resistance_c_per_w * conditions.cooling_factor
+def sink_resistance_c_per_w(
+    profile: SkuProfile, conditions: Conditions, sink_c: float | None = None
+) -> float:
+    """R_sa with the cooling as it is now, °C/W: a cooling fault multiplies it.
+
+    With a fan curve and healthy cooling, a sink at `sink_c` cooler than the fan's full-speed
+    point has a slower fan: R_sa rises linearly to `fan_slow_ratio` times at the inlet's
+    temperature. None: the fan at full speed.
+    """
+    model = profile.thermal
+    resistance = model.sink_resistance_c_per_w * conditions.cooling_factor
+    if sink_c is None or not _fan_turns(model, conditions):
+        return resistance
+    return resistance * _fan_ratio(model, sink_c - conditions.inlet_c)
+
+
+def _fan_turns(model: ThermalModel, conditions: Conditions) -> bool:
+    """Whether the fan follows its curve: it has one and the cooling is healthy (a failed fan stays flat)."""
+    return model.fan_slow_ratio != 1.0 and conditions.cooling_factor == 1.0
+
+
+def _fan_ratio(model: ThermalModel, rise_c: float) -> float:
+    """R_sa over its full-speed value with the sink `rise_c` above the inlet."""
+    slow_share = min(1.0, max(0.0, 1.0 - rise_c / model.fan_full_rise_c))
+    return 1.0 + (model.fan_slow_ratio - 1.0) * slow_share
+
+
+def steady_sink_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
+    """Sink temperature held at constant `power_w`: T_inlet + R_sa*P, R_sa where the fan settles."""
+    model = profile.thermal
+    full_speed = sink_resistance_c_per_w(profile, conditions) * power_w
+    if not _fan_turns(model, conditions) or power_w <= 0:
+        return conditions.inlet_c + full_speed
+    # The rise solves rise = R_sa(rise)*P; R_sa falls as the sink warms, so there is one crossing.
+    low, high = full_speed, full_speed * model.fan_slow_ratio
+    for _ in range(60):
+        middle = (low + high) / 2
+        if middle < full_speed * _fan_ratio(model, middle):
+            low = middle
+        else:
+            high = middle
+    return conditions.inlet_c + (low + high) / 2
 
 
 def steady_temperature_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
-    """Die temperature at which `power_w` flows out as fast as it comes in: T_inlet + (R_ds + R_sa)*P."""
-    resistance = profile.thermal.die_resistance_c_per_w + sink_resistance_c_per_w(profile, conditions)
+    """Die temperature at which `power_w` flows out as fast as it comes in: T_inlet + R*P."""
+    model = profile.thermal
+    if _fan_turns(model, conditions):
+        return steady_sink_c(profile, conditions, power_w) + model.fixed_resistance_c_per_w * power_w
+    resistance = model.fixed_resistance_c_per_w + sink_resistance_c_per_w(profile, conditions)
     return conditions.inlet_c + resistance * power_w
 
 
@@ -100,8 +151,7 @@ def memory_temperature_c(profile: SkuProfile, conditions: Conditions, sink_c: fl
 
 def steady_memory_temperature_c(profile: SkuProfile, conditions: Conditions, power_w: float) -> float:
     """HBM temperature held at constant `power_w`."""
-    sink_c = conditions.inlet_c + sink_resistance_c_per_w(profile, conditions) * power_w
-    return memory_temperature_c(profile, conditions, sink_c)
+    return memory_temperature_c(profile, conditions, steady_sink_c(profile, conditions, power_w))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +177,14 @@ class Response:
             self.steady_sink_c + self.fast[1] * fast + self.slow[1] * slow,
         )
 
+    def spreader_at(self, _seconds: float) -> None:
+        """Two nodes: no spreader."""
+        return
+
+    def die_modes(self) -> tuple[float, tuple[tuple[float, float], ...]]:
+        """The die's steady °C and its (rate, amplitude) per mode."""
+        return self.steady_die_c, ((self.rate_fast, self.fast[0]), (self.rate_slow, self.slow[0]))
+
     def die_peak_c(self, seconds: float) -> float:
         """The highest die temperature over [0, seconds]: at an end, or where its one turn lies."""
         peak = max(self.at(0.0)[0], self.at(seconds)[0])
@@ -139,17 +197,33 @@ class Response:
         return peak
 
 
-def response(
-    profile: SkuProfile, conditions: Conditions, die_c: float, sink_c: float, power_w: float
-) -> Response:
+def response(  # noqa: PLR0913 - the plant, its surroundings, its nodes and its power
+    profile: SkuProfile,
+    conditions: Conditions,
+    die_c: float,
+    sink_c: float,
+    power_w: float,
+    *,
+    spreader_c: float | None = None,
+) -> Response | ChainResponse:
     """How die and sink move from (die_c, sink_c) while the GPU draws `power_w` under `conditions`.
 
     The 2x2 system x' = A x on the deviation from steady state is solved exactly by its two
-    eigenvalues (both real and negative for any positive R and C).
+    eigenvalues (both real and negative for any positive R and C). A three-node plant also needs
+    the spreader's `spreader_c` (None: midway between die and sink) and is solved by chain.py.
+    A fan curve's R_sa is the one at `sink_c`, held over the stretch.
     """
     model = profile.thermal
-    r_sa = sink_resistance_c_per_w(profile, conditions)
+    r_sa = sink_resistance_c_per_w(profile, conditions, sink_c)
     sink_ss = conditions.inlet_c + r_sa * power_w
+    if model.three_node:
+        spreader_ss = sink_ss + model.spreader_resistance_c_per_w * power_w
+        return chain_response(
+            (model.die_resistance_c_per_w, model.spreader_resistance_c_per_w, r_sa),
+            (model.die_capacity_j_per_c, model.spreader_capacity_j_per_c, model.sink_capacity_j_per_c),
+            (die_c, (die_c + sink_c) / 2 if spreader_c is None else spreader_c, sink_c),
+            (spreader_ss + model.die_resistance_c_per_w * power_w, spreader_ss, sink_ss),
+        )
     die_ss = sink_ss + model.die_resistance_c_per_w * power_w
     e_die, e_sink = die_c - die_ss, sink_c - sink_ss
     if model.die_resistance_c_per_w == 0:
@@ -243,12 +317,23 @@ def step(profile: SkuProfile, state: GpuState, conditions: Conditions, dt_s: flo
     """
     now = latch(profile, state)
     point = operating_point(profile, now, conditions)
-    die_c, sink_c = response(
-        profile, conditions, now.temperature_c, now.sink_temperature_c, point.power_w
-    ).at(dt_s)
+    path = response(
+        profile,
+        conditions,
+        now.temperature_c,
+        now.sink_temperature_c,
+        point.power_w,
+        spreader_c=now.spreader_temperature_c,
+    )
+    die_c, sink_c = path.at(dt_s)
+    sensor_c = now.sensor_temperature_c
+    if sensor_c is not None:
+        sensor_c = lagged_c(path, sensor_c, profile.thermal.sensor_lag_s, dt_s)
     return GpuState(
         temperature_c=die_c,
         sink_temperature_c=sink_c,
+        spreader_temperature_c=path.spreader_at(dt_s),
+        sensor_temperature_c=sensor_c,
         energy_j=now.energy_j + point.power_w * dt_s,
         hw_slowdown=now.hw_slowdown,
         sw_power_cap_s=now.sw_power_cap_s + _active_for(point, ClockEventReason.SW_POWER_CAP, dt_s),
@@ -264,6 +349,25 @@ def _active_for(point: OperatingPoint, reason: ClockEventReason, dt_s: float) ->
     return dt_s if point.reasons & reason else 0.0
 
 
+def lagged_c(path: Response | ChainResponse, sensor_c: float, lag_s: float, seconds: float) -> float:
+    """A sensor's reading after `seconds`, from `sensor_c`, following the die along `path` with lag `lag_s`.
+
+    s' = (die - s)/lag: each die mode a*e^(rt) shows as a/(1 + r*lag)*e^(rt), and the lag's own
+    mode e^(-t/lag) carries whatever the start differs by.
+    """
+    steady, modes = path.die_modes()
+    lag_rate = -1.0 / lag_s
+    reading, carried = steady, steady
+    for rate, amplitude in modes:
+        gain = 1.0 + rate * lag_s
+        if abs(gain) < 1e-9:  # a die mode as fast as the lag itself: nudge it off the resonance
+            gain = 1e-9
+        share = amplitude / gain
+        reading += share * math.exp(rate * seconds)
+        carried += share
+    return reading + (sensor_c - carried) * math.exp(lag_rate * seconds)
+
+
 def settled_state(profile: SkuProfile, conditions: Conditions) -> GpuState:
     """A cool-headed start: die and sink at the steady state of the jobs' capped power.
 
@@ -271,7 +375,14 @@ def settled_state(profile: SkuProfile, conditions: Conditions) -> GpuState:
     """
     cool = GpuState(temperature_c=conditions.inlet_c, sink_temperature_c=conditions.inlet_c)
     power_w = operating_point(profile, cool, conditions).power_w
+    model = profile.thermal
+    die_c = steady_temperature_c(profile, conditions, power_w)
+    sink_c = steady_sink_c(profile, conditions, power_w)
     return GpuState(
-        temperature_c=steady_temperature_c(profile, conditions, power_w),
-        sink_temperature_c=conditions.inlet_c + sink_resistance_c_per_w(profile, conditions) * power_w,
+        temperature_c=die_c,
+        sink_temperature_c=sink_c,
+        spreader_temperature_c=(
+            sink_c + model.spreader_resistance_c_per_w * power_w if model.three_node else None
+        ),
+        sensor_temperature_c=die_c if model.sensor_lag_s > 0 else None,
     )

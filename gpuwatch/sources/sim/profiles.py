@@ -17,26 +17,48 @@ _GIB = 1024 * _MIB
 
 @dataclass(frozen=True, slots=True)
 class ThermalModel:
-    """Parameters of the two-node RC model of one GPU with healthy cooling (physics.py's equations).
+    """Parameters of the RC model of one GPU with healthy cooling (physics.py's equations).
 
     The die (capacity C_d) heats through R_ds into the heat sink (C_s), which the inlet air cools
     through R_sa. HBM follows the sink: `T_inlet + memory_offset_c + share*(T_s - T_inlet)` with
     `share = memory_resistance_c_per_w / R_sa`, so at steady power P it sits
     `memory_offset_c + memory_resistance_c_per_w*P` above the inlet. R_ds = 0 makes the
     first-order plant: one node of capacity C_s behind R_sa.
+
+    The rest describes boards unlike the shipped ones (plants.py draws them), each off by default:
+    a heat spreader or vapour chamber between die and sink (a third node: the die heats it through
+    R_ds, it heats the sink through R_ps); a temperature sensor that follows the die with a lag
+    and reads with noise before NVML's whole degrees; and a fan curve, R_sa at full fan speed
+    times up to `fan_slow_ratio` while the sink is cooler than `fan_full_rise_c` above the inlet.
     """
 
-    die_resistance_c_per_w: float  # R_ds, die to sink, °C/W
+    die_resistance_c_per_w: float  # R_ds, die to sink (or to the spreader), °C/W
     die_capacity_j_per_c: float  # C_d, J/°C
-    sink_resistance_c_per_w: float  # R_sa, sink to inlet air, °C/W
+    sink_resistance_c_per_w: float  # R_sa, sink to inlet air (the fan at full speed), °C/W
     sink_capacity_j_per_c: float  # C_s, J/°C
     memory_offset_c: float  # HBM above inlet at zero board power, °C
     memory_resistance_c_per_w: float  # HBM rise per W of board power at steady state, °C/W
+    spreader_resistance_c_per_w: float = 0.0  # R_ps, spreader to sink, °C/W; 0: no spreader node
+    spreader_capacity_j_per_c: float = 0.0  # C_p, J/°C
+    sensor_lag_s: float = 0.0  # the reading follows the die with this time constant, s
+    sensor_noise_c: float = 0.0  # standard deviation of a reading's noise before rounding, °C
+    fan_slow_ratio: float = 1.0  # R_sa with the sink at the inlet over R_sa at full speed (1: no curve)
+    fan_full_rise_c: float = 0.0  # sink rise over the inlet from which the fan runs at full speed, °C
 
     @property
     def resistance_c_per_w(self) -> float:
-        """Die to inlet at steady state, R_ds + R_sa, °C/W."""
-        return self.die_resistance_c_per_w + self.sink_resistance_c_per_w
+        """Die to inlet at steady state with the fan at full speed, R_ds + R_ps + R_sa, °C/W."""
+        return self.fixed_resistance_c_per_w + self.sink_resistance_c_per_w
+
+    @property
+    def fixed_resistance_c_per_w(self) -> float:
+        """Die to sink, R_ds + R_ps: the part that neither a fan nor a fault changes, °C/W."""
+        return self.die_resistance_c_per_w + self.spreader_resistance_c_per_w
+
+    @property
+    def three_node(self) -> bool:
+        """Whether a spreader sits between die and sink."""
+        return self.spreader_resistance_c_per_w > 0
 
     @property
     def die_time_constant_s(self) -> float:

@@ -8,7 +8,10 @@ A scenario describes one simulated node. Every key is optional except `gpus`:
                              #   chassis (0.1-20; default 1); events may change it later
     spread = 0.03            # each GPU's R, C and power per job drawn within ±this of its
                              #   SKU profile (0 to 0.9; default 0.03, a fleet's board-to-board spread)
-    plant = "two-node"       # "two-node" (die and heat sink, the default) or "first-order"
+    plant = "two-node"       # "two-node" (die and heat sink, the default) or "first-order", each
+                             #   with `spread`; or a board unlike the profiles (plants.py, which
+                             #   ignores `spread`): "wide" (each GPU from one of these at random),
+                             #   "wide-two-node", "three-node", "lagged-sensor" or "fan-curve"
 
     [[gpus]]                 # one table per group of identical GPUs, in index order
     sku = "H100"             # H100, H200 or A100, any case
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuwatch.sources.base import SourceError
+from gpuwatch.sources.sim.plants import FAMILIES, WIDE
 from gpuwatch.sources.sim.profiles import PROFILES, find_profile
 from gpuwatch.sources.tomlcheck import TomlChecker
 from gpuwatch.sources.tomlkeys import KeyPath, decode_error_line
@@ -47,7 +51,9 @@ MAX_GPUS = 64
 DEFAULT_INLET_C = 25.0
 DEFAULT_MEAN_JOB_S = 45.0
 DEFAULT_SPREAD = 0.03
-PLANTS = ("two-node", "first-order")
+# The profiles' own plants, each drawn with the scenario's `spread`; then the wide family's.
+LEGACY_PLANTS = ("two-node", "first-order")
+PLANTS = (*LEGACY_PLANTS, WIDE, *(family for family in FAMILIES if family not in LEGACY_PLANTS))
 
 _LOAD_KEYS = ("jobs", "arrival_per_s", "mean_job_s")
 _EVENT_KEYS = ("at_s", "gpus", "inlet_c", "cooling_factor", *_LOAD_KEYS)
@@ -104,7 +110,7 @@ class Scenario:
     load: LoadSettings | None = None  # None: the seeded demo load
     events: tuple[ScenarioEvent, ...] = ()  # sorted by time
     spread: float = DEFAULT_SPREAD  # each GPU's R, C and job power within ±this of its profile
-    plant: str = "two-node"  # or "first-order": one RC node, for tests
+    plant: str = "two-node"  # or "first-order": one RC node, for tests; or a plants.py family, or "wide"
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -14,9 +14,11 @@ from gpuwatch.sources.clock import Clock
 from gpuwatch.sources.model import GpuIdentity, GpuSample
 from gpuwatch.sources.sim import physics
 from gpuwatch.sources.sim.gpu import SimGpu
+from gpuwatch.sources.sim.plants import draw_plant
 from gpuwatch.sources.sim.profiles import PROFILES, SkuProfile, find_profile, first_order, with_spread
 from gpuwatch.sources.sim.scenario import (
     DEFAULT_MEAN_JOB_S,
+    LEGACY_PLANTS,
     MAX_GPUS,
     LoadSettings,
     Scenario,
@@ -293,8 +295,13 @@ class SimSource:
 
 
 def _board(sku: str, scenario: Scenario, rng: random.Random) -> SkuProfile:
-    """One GPU's own physics: its SKU's profile, first order if the scenario asks, with its spread."""
+    """One GPU's own physics: its SKU's profile, first order if the scenario asks, with its spread.
+
+    Or a board of a plants.py family (each draws its own spread).
+    """
     profile = PROFILES[sku]
+    if scenario.plant not in LEGACY_PLANTS:
+        return draw_plant(profile, rng, scenario.plant)
     if scenario.plant == "first-order":
         profile = first_order(profile)
     return with_spread(profile, rng, scenario.spread)
