@@ -86,6 +86,7 @@ SKIPPED: tuple[tuple[str, str], ...] = (
         "simulation, 40 s to minutes on 2 cores; tests/simulate/test_sim_loop_readme.py checks its table",
     ),
     (r"\.venv/bin/python bench/targets\.py", "benchmark, 20 minutes (252 simulations)"),
+    (r"\.venv/bin/python bench/targets\.py --plants wide", "benchmark, 25 minutes (126 simulations)"),
     (
         r"\.venv/bin/python bench/allowance_plot\.py",
         "benchmark, a minute or two (a 50-minute scenario, drawn)",
@@ -98,6 +99,7 @@ SKIPPED: tuple[tuple[str, str], ...] = (
     (r"\.venv/bin/python bench/slow_clients\.py .*", "benchmark, minutes (wrk, 1,000 slow clients)"),
     (r"\.venv/bin/python bench/soak\.py .*", "benchmark, 30 minutes"),
     (r"\.venv/bin/python bench/predict\.py", "benchmark, minutes (324 simulated heat-ups)"),
+    (r"\.venv/bin/python bench/predict\.py --plants wide", "benchmark, 10 minutes (900 simulated heat-ups)"),
     # docs/faults.md
     (r"GPUWATCH_FAULT_TABLE=faults\.md .*", "runs tests/faults (about 30 s), which the suite runs"),
 )
