@@ -189,3 +189,50 @@ def test_downstream_and_own_stage_imports_pass() -> None:
 def test_users_import_paths_still_work(public: str, home: str, names: list[str]) -> None:
     for name in names:
         assert getattr(importlib.import_module(public), name) is getattr(importlib.import_module(home), name)
+
+
+# The policy's stages read the GPU's model only through its face (gpuwatch/policy/model/__init__.py),
+# and the model reads none of the stages that read it: its inside can change without touching them.
+MODEL = "gpuwatch.policy.model"
+AFTER_THE_MODEL = {"forecast", "slots", "states", "verdict", "gpu", "track", "node", "engine", "admission"}
+
+
+def model_walls(module: str, source: str) -> list[str]:
+    """Imports that go round the model's face, or from inside the model out to a later stage."""
+    problems = []
+    inside = module == MODEL or module.startswith(MODEL + ".")
+    for line, target in imported_modules(ast.parse(source)):
+        into_the_model = target.startswith(MODEL + ".")
+        later_stage = target.startswith("gpuwatch.policy.") and target.split(".")[2] in AFTER_THE_MODEL
+        if (into_the_model and not inside) or (inside and later_stage):
+            problems.append(f"{module}:{line} imports {target}")
+    return problems
+
+
+def test_the_model_is_reached_only_through_its_face() -> None:
+    problems = [
+        problem for module, source in all_modules().items() for problem in model_walls(module, source)
+    ]
+    assert problems == []
+    assert all_modules()[MODEL + ".__init__"].count("def step(") == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        (
+            "gpuwatch.policy.slots",
+            "from gpuwatch.policy.model.schedule import Schedule\n",
+            ["gpuwatch.policy.slots:1"],
+        ),
+        (
+            "gpuwatch.policy.model.learning",
+            "from gpuwatch.policy.slots import headroom\n",
+            ["gpuwatch.policy.model.learning:1"],
+        ),
+        ("gpuwatch.policy.slots", "from gpuwatch.policy.model import Schedule\n", []),
+        ("gpuwatch.policy.model.learning", "from gpuwatch.policy.model.history import Point\n", []),
+    ],
+)
+def test_a_way_round_the_face_is_caught(module: str, source: str, expected: list[str]) -> None:
+    assert [problem.split(" imports ")[0] for problem in model_walls(module, source)] == expected

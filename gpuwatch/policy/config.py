@@ -65,7 +65,7 @@ class PolicyConfig:
 
     # Guards, °C of margin each class keeps over the horizon: free work is shed first, paid work
     # keeps the last degrees. critical <= default <= sheddable. The forecast's own errors are
-    # counted apart, per GPU, by the allowance they earn (calibration.py, below): the guards are
+    # counted apart, per GPU, by the allowance they earn (model/calibration.py, below): the guards are
     # what is kept beyond them. Tuned in `gpuwatch simulate` (bench/targets.py, every shipped
     # scenario and four plants that are not shipped, seeds 1-3, boards within 3 % and 30 % of
     # their profiles; docs/simulation.md): before the allowance, guards of 0.8, 1.2 and 1.5 °C
@@ -93,7 +93,7 @@ class PolicyConfig:
     resistance_prior_c_per_w: float = 0.05  # die to inlet at steady state
     die_share_prior: float = 0.4  # the share of that resistance that shows within seconds
     model_memory_s: float = 120.0  # the fit forgets old samples with this time constant
-    # The forecast's own errors (calibration.py): slots are planned with the path lowered by this
+    # The forecast's own errors (model/calibration.py): slots are planned with the path lowered by this
     # quantile of its recent errors at each check horizon, and each new job's cost raised by the
     # same quantile of how much more than forecast recent starts cost. A board whose forecast has
     # not been checked yet keeps the priors: this many °C at the horizon (in proportion before

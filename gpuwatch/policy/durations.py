@@ -18,7 +18,7 @@ viral-launch, seeds 1-3, 20 s jobs of lognormal length, coefficient of variation
 - 0.9: slowed none of 6 (nor of 12 more at boards drawn ±30 %);
 - 0.99: 0.2-1.6 % fewer jobs than 0.9 (measured with the guards of steps): the plan is nearly
   twice the typical job, and the slots it leaves are close to those of steps.
-Once the die's share of a planned end is no longer counted on (schedule.py), 0.6 and 0.75
+Once the die's share of a planned end is no longer counted on (model/schedule.py), 0.6 and 0.75
 slowed none of 9 runs of surge, viral-launch and long-tail either, within -1.0 to +1.7 % of
 0.9's jobs: the seeds' noise. 0.9 stays, on the side where its errors are cheap.
 A plan that errs long costs the sink's share of a few seconds of heat; one that errs short costs

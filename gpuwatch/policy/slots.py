@@ -2,7 +2,7 @@
 
 A class's slots are the largest k >= 0 such that the planned margin over the horizon, with k
 more jobs of the class's expected duration started now on top of the jobs its leases plan
-(schedule.py), stays at or above the class's guard wherever it is looked at:
+(model/schedule.py), stays at or above the class's guard wherever it is looked at:
 
     margin(h) - k * ΔP_job * (G(h) - G(h - d)) >= guard
 
@@ -36,9 +36,8 @@ from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import NO_SLOTS, PriorityClass, Slots
 from gpuwatch.policy.durations import JobPlan
-from gpuwatch.policy.forecast import Forecast, Outlook
 from gpuwatch.policy.leases import OnGpu
-from gpuwatch.policy.schedule import Schedule, lease_steps
+from gpuwatch.policy.model import Forecast, Outlook, Schedule, lease_steps
 
 # Where a wait for a slot is looked for, s after now (besides the leased jobs' planned ends):
 # the Retry-After range, finer near now.

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gpuwatch.policy.calibration import Calibration
-from gpuwatch.policy.learning import MarginModel
 from gpuwatch.policy.leases import LeaseMemory
+from gpuwatch.policy.model import Calibration, MarginModel
 from gpuwatch.policy.readings import XidMemory
 from gpuwatch.policy.states import Shown
 
@@ -16,7 +15,7 @@ class GpuTrack:
     """One GPU's memory; replaced, never changed."""
 
     xids: XidMemory = field(default_factory=XidMemory)  # the readings stage's
-    model: MarginModel = field(default_factory=MarginModel)  # the model stage's
-    leases: LeaseMemory = field(default_factory=LeaseMemory)  # the model stage's: leases shown or seen to end
+    model: MarginModel = field(default_factory=MarginModel)  # the forecast stage's model's
+    leases: LeaseMemory = field(default_factory=LeaseMemory)  # the model's: leases shown or seen to end
     shown: Shown = field(default_factory=Shown)  # the states stage's
-    calibration: Calibration = field(default_factory=Calibration)  # the forecast stage's: its own errors
+    calibration: Calibration = field(default_factory=Calibration)  # the model's: its own errors

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from gpuwatch.policy import reasons, screen, wording
-from gpuwatch.policy.calibration import CHECK_SHARES
+from gpuwatch.policy import reasons, wording
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import (
     NO_SLOTS,
@@ -18,8 +17,8 @@ from gpuwatch.policy.decision import (
     admitted_classes,
     retry_after_in,
 )
-from gpuwatch.policy.forecast import Forecast
 from gpuwatch.policy.leases import OnGpu
+from gpuwatch.policy.model import CHECK_SHARES, NOT_A_NUMBER, Forecast
 from gpuwatch.policy.pressure import headroom_pressure
 from gpuwatch.policy.readings import Moment, Readings
 from gpuwatch.policy.states import Standing
@@ -37,7 +36,7 @@ def decide(standing: Standing) -> GpuDecision:
     codes, clause = _explained(standing)
     if headroom.uncertain and reasons.NO_DEFAULT_SLOT in codes:
         codes = (*codes, reasons.FORECAST_UNCERTAIN)
-    problem = learned.problem or (screen.NOT_A_NUMBER if readings.not_finite else None)
+    problem = learned.problem or (NOT_A_NUMBER if readings.not_finite else None)
     if problem is not None:
         codes = (*codes, reasons.MODEL_INPUT_REJECTED)
         clause = f"{clause} (a reading the forecast cannot use was dropped: {problem.replace('_', ' ')})"

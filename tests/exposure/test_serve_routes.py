@@ -11,7 +11,7 @@ from serve_helpers import ServerThread, get, gpu, node
 
 from gpuwatch.exposure.landing import ACTIONS, ROUTES
 from gpuwatch.policy.decision import Slots, ThermalState
-from gpuwatch.policy.forecast import Basis
+from gpuwatch.policy.model.prediction import Basis
 
 OK, ELEVATED, HOT, CRITICAL = ThermalState.OK, ThermalState.ELEVATED, ThermalState.HOT, ThermalState.CRITICAL
 ADMIT_PATHS = ("/v1/admit", "/v1/admit/nginx", "/v1/admit/envoy")

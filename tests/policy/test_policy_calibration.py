@@ -9,7 +9,7 @@ import pytest
 from policy_builders import drive, policy
 
 from gpuwatch.policy import reasons
-from gpuwatch.policy.calibration import (
+from gpuwatch.policy.model.calibration import (
     CHECK_SHARES,
     EARNED_AFTER,
     ERRORS_KEPT,
@@ -19,7 +19,7 @@ from gpuwatch.policy.calibration import (
     allowance,
     start_cost,
 )
-from gpuwatch.policy.thermal_model import RcParameters
+from gpuwatch.policy.model.thermal_model import RcParameters
 
 HORIZON_S = 60.0
 PRIOR_C = 2.0

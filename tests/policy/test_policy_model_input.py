@@ -7,9 +7,10 @@ import math
 import pytest
 from policy_builders import drive, policy, reading, sample, snapshot
 
-from gpuwatch.policy import reasons, screen
-from gpuwatch.policy.dequantise import Dequantiser, held_power_w
-from gpuwatch.policy.trajectory import Measured, fit
+from gpuwatch.policy import reasons
+from gpuwatch.policy.model import screen
+from gpuwatch.policy.model.dequantise import Dequantiser, held_power_w
+from gpuwatch.policy.model.trajectory import Measured, fit
 
 
 def observe_all(times: list[float], true: list[float]) -> list[float]:

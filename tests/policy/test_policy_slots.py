@@ -13,13 +13,13 @@ from gpuwatch.policy import reasons
 from gpuwatch.policy.config import PolicyConfig
 from gpuwatch.policy.decision import PriorityClass, Slots
 from gpuwatch.policy.durations import DurationBasis, JobDurations, JobPlan
-from gpuwatch.policy.forecast import HORIZON_SHARES, Basis, Forecast, Outlook, step_costs
-from gpuwatch.policy.learning import Learned, Load, MarginModel
 from gpuwatch.policy.leases import Lease, LeaseMemory, OnGpu
+from gpuwatch.policy.model.learning import Learned, Load, MarginModel
+from gpuwatch.policy.model.prediction import HORIZON_SHARES, Basis, Forecast, Outlook, step_costs
+from gpuwatch.policy.model.schedule import Schedule
+from gpuwatch.policy.model.thermal_model import RcParameters
 from gpuwatch.policy.readings import Moment, XidMemory, read
-from gpuwatch.policy.schedule import Schedule
 from gpuwatch.policy.slots import headroom
-from gpuwatch.policy.thermal_model import RcParameters
 from gpuwatch.sources.model import ClockEventReason
 
 # A board like the sim's dense-chassis H100: die 0.02 °C/W, sink 0.07 °C/W with tau 280 s.

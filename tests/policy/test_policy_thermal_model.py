@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.dequantise import Dequantiser, held_power_w
-from gpuwatch.policy.forecast import SLOWDOWN_MARGIN_C, Basis, Load, forecast
-from gpuwatch.policy.history import Point, appended, margin_slope
-from gpuwatch.policy.thermal_model import KW, Node, RcFit, RcParameters, free_run_error_c
+from gpuwatch.policy.model.dequantise import Dequantiser, held_power_w
+from gpuwatch.policy.model.history import Point, appended, margin_slope
+from gpuwatch.policy.model.prediction import SLOWDOWN_MARGIN_C, Basis, Load, forecast
+from gpuwatch.policy.model.thermal_model import KW, Node, RcFit, RcParameters, free_run_error_c
 from gpuwatch.sources.clock import ManualClock
 from gpuwatch.sources.sim import SimSource
 from gpuwatch.sources.sim.scenario import LoadSettings, Scenario

@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from gpuwatch.policy.forecast import Forecast
 from gpuwatch.policy.leases import Lease
+from gpuwatch.policy.model.prediction import Forecast
 
 Step = tuple[float, float]  # (seconds from now, change in power, W)
 

@@ -36,8 +36,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from gpuwatch.policy.history import Point
-from gpuwatch.policy.linear import (
+from gpuwatch.policy.model.history import Point
+from gpuwatch.policy.model.linear import (
     Matrix,
     Vector,
     add,

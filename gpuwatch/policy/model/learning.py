@@ -13,16 +13,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from gpuwatch.policy import screen
 from gpuwatch.policy.config import PolicyConfig
-from gpuwatch.policy.dequantise import Dequantiser, held_power_w
-from gpuwatch.policy.history import Point, appended
-from gpuwatch.policy.job_power import CAP_RATIO, JobPower
 from gpuwatch.policy.leases import LeaseMemory, Ledger, OnGpu, dropped, matched
+from gpuwatch.policy.model import screen
+from gpuwatch.policy.model.dequantise import Dequantiser, held_power_w
+from gpuwatch.policy.model.history import Point, appended
+from gpuwatch.policy.model.job_power import CAP_RATIO, JobPower
+from gpuwatch.policy.model.thermal_model import RcFit
+from gpuwatch.policy.model.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
+from gpuwatch.policy.model.trajectory import fit as fit_trajectory
 from gpuwatch.policy.readings import Readings
-from gpuwatch.policy.thermal_model import RcFit
-from gpuwatch.policy.trajectory import SETTLE_AFTER_STEP_S, Measured, Trajectory, still_holds
-from gpuwatch.policy.trajectory import fit as fit_trajectory
 from gpuwatch.sources.model import ClockEventReason, GpuReading
 
 # Reasons that move power for other reasons than jobs: such readings teach nothing about ΔP_job.
