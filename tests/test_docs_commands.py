@@ -99,7 +99,7 @@ SKIPPED: tuple[tuple[str, str], ...] = (
     (r"\.venv/bin/python bench/slow_clients\.py .*", "benchmark, minutes (wrk, 1,000 slow clients)"),
     (r"\.venv/bin/python bench/soak\.py .*", "benchmark, 30 minutes"),
     (r"\.venv/bin/python bench/predict\.py", "benchmark, minutes (324 simulated heat-ups)"),
-    (r"\.venv/bin/python bench/predict\.py --plants wide", "benchmark, 15 minutes (1,200 simulated heat-ups)"),
+    (r"\.venv/bin/python bench/predict\.py --plants wide", "benchmark, 15 minutes (1,200 heat-ups)"),
     # docs/faults.md
     (r"GPUWATCH_FAULT_TABLE=faults\.md .*", "runs tests/faults (about 30 s), which the suite runs"),
 )
