@@ -69,6 +69,18 @@ def euler(profile: SkuProfile, start: physics.GpuState, power_w: float, seconds:
     return die, spreader, sink, sensor
 
 
+def held_two_jobs(profile: SkuProfile) -> SimGpu:
+    """A sim GPU of `profile` holding two jobs, seeded the same every time."""
+    return SimGpu(
+        profile,
+        random.Random(3),
+        inlet_c=25.0,
+        load=LoadSettings(jobs=2, arrival_per_s=0.0),
+        now_s=0.0,
+        max_step_s=1.0,
+    )
+
+
 def stepped(profile: SkuProfile, start: physics.GpuState, jobs: int, seconds: float, dt: float):
     state = start
     for _ in range(round(seconds / dt)):
@@ -124,16 +136,15 @@ class TestLaggedSensor:
         assert (after.temperature_c, after.sensor_temperature_c) == pytest.approx((die, sensor), abs=2e-3)
         assert after.sensor_temperature_c < after.temperature_c - 2.0  # well behind after a step
 
+    def test_a_die_mode_as_fast_as_the_lag_is_followed_without_a_jump(self):
+        die = physics.Response(50.0, 40.0, -0.5, -0.01, (4.0, 0.0), (2.0, 1.0))
+        at_resonance = physics.lagged_c(die, 45.0, 2.0, 3.0)
+        beside = [physics.lagged_c(die, 45.0, lag_s, 3.0) for lag_s in (2.0 - 1e-6, 2.0 + 1e-6)]
+        assert beside == pytest.approx([at_resonance] * 2, abs=1e-4)
+
     def test_the_reading_is_the_sensor_with_noise_before_whole_degrees(self):
         noisy = dataclasses.replace(LAGGED, thermal=dataclasses.replace(LAGGED.thermal, sensor_noise_c=0.5))
-        gpu = SimGpu(
-            noisy,
-            random.Random(3),
-            inlet_c=25.0,
-            load=LoadSettings(jobs=2, arrival_per_s=0.0),
-            now_s=0.0,
-            max_step_s=1.0,
-        )
+        gpu = held_two_jobs(noisy)
         offsets = []
         for second in range(1, 400):
             gpu.advance_to(float(second))
@@ -141,14 +152,7 @@ class TestLaggedSensor:
         # floor() takes 0.5 °C off on average; the noise spreads the rest (sd 0.5 and the rounding's 0.29)
         assert statistics.mean(offsets) == pytest.approx(-0.5, abs=0.1)
         assert 0.45 < statistics.stdev(offsets) < 0.7
-        again = SimGpu(
-            noisy,
-            random.Random(3),
-            inlet_c=25.0,
-            load=LoadSettings(jobs=2, arrival_per_s=0.0),
-            now_s=0.0,
-            max_step_s=1.0,
-        )
+        again = held_two_jobs(noisy)
         again.advance_to(399.0)
         assert again.reading(0.0, 0.0).temperature_c == gpu.reading(0.0, 0.0).temperature_c
 

@@ -353,15 +353,17 @@ def lagged_c(path: Response | ChainResponse, sensor_c: float, lag_s: float, seco
     """A sensor's reading after `seconds`, from `sensor_c`, following the die along `path` with lag `lag_s`.
 
     s' = (die - s)/lag: each die mode a*e^(rt) shows as a/(1 + r*lag)*e^(rt), and the lag's own
-    mode e^(-t/lag) carries whatever the start differs by.
+    mode e^(-t/lag) carries whatever the start differs by. A die mode exactly as fast as the lag
+    shows as a*t/lag*e^(rt) instead (0 at the start, so it carries nothing).
     """
     steady, modes = path.die_modes()
     lag_rate = -1.0 / lag_s
     reading, carried = steady, steady
     for rate, amplitude in modes:
         gain = 1.0 + rate * lag_s
-        if abs(gain) < 1e-9:  # a die mode as fast as the lag itself: nudge it off the resonance
-            gain = 1e-9
+        if abs(gain) < 1e-12:
+            reading += amplitude * seconds / lag_s * math.exp(rate * seconds)
+            continue
         share = amplitude / gain
         reading += share * math.exp(rate * seconds)
         carried += share
