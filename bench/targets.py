@@ -15,6 +15,9 @@ gateway mode:
 - `told`: a proxy that never releases, with the typical job length (the scenario's mean) in
   policy.job_seconds (0 GPU·s of slowdown, and no fewer jobs than static where static kept out of
   slowdown).
+Where a scenario has scheduled events (a fan failing), `floor` is the slowdown of an oracle
+told of each event only when it comes: what the jobs already running then cause, which no
+controller that cannot see a fault coming avoids (the target stays 0).
 `--plants wide` draws each GPU's plant from the wide family instead (sources/sim/plants.py, a
 decade either side of the profiles; spreads do not apply, the column reads `wide`), held to the
 targets of the wider spread.
@@ -33,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 from gpuwatch.policy.decision import PriorityClass
 from gpuwatch.service.config_file import load_config
 from gpuwatch.simulate import report
+from gpuwatch.simulate.controllers import CAUSAL_ORACLE
 from gpuwatch.simulate.engine import run_one
 from gpuwatch.simulate.metrics import ControllerResult
 from gpuwatch.simulate.scenario import Scenario
@@ -81,6 +85,7 @@ def _row(  # noqa: PLR0913 - one run: its scenario, mode and every controller's 
     none: ControllerResult,
     static: ControllerResult,
     oracle: ControllerResult,
+    floor: ControllerResult | None,
 ) -> bool:
     """Print one run's row; whether it met every target."""
     lines = report.targets([ours, static, oracle], in_mode(scenario, mode))
@@ -94,7 +99,8 @@ def _row(  # noqa: PLR0913 - one run: its scenario, mode and every controller's 
         f"{oracle.completed:6} {mode:8} {ours.completed:6} "
         f"{_share(ours.completed, oracle.completed)} {ours.slowdown_gpu_s:6.0f} "
         f"{p95:6.2f} {_class_share(ours, oracle, PriorityClass.CRITICAL)} "
-        f"{_class_share(ours, oracle, PriorityClass.DEFAULT)}  "
+        f"{_class_share(ours, oracle, PriorityClass.DEFAULT)} "
+        f"{'-' if floor is None else f'{floor.slowdown_gpu_s:.0f}':>5}  "
         + ("met" if not failed else "MISSED: " + "; ".join(failed)),
         flush=True,
     )
@@ -132,25 +138,31 @@ def main() -> int:
                 if policy is not None:
                     scenario = dataclasses.replace(scenario, policy=policy)
                 runs.append(scenario)
-    tasks = [(s, c) for s in runs for c in BASELINES] + [
-        (in_mode(s, m), "gpuwatch") for s in runs for m in modes
-    ]
+    faulted = [s for s in runs if s.events]
+    tasks = (
+        [(s, c) for s in runs for c in BASELINES]
+        + [(s, CAUSAL_ORACLE) for s in faulted]
+        + [(in_mode(s, m), "gpuwatch") for s in runs for m in modes]
+    )
     started = time.monotonic()
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_run, tasks))
-    baselines = {
-        (id(s), c): r for (s, c), r in zip(tasks[: len(runs) * len(BASELINES)], results, strict=False)
-    }
-    ours_by = iter(results[len(runs) * len(BASELINES) :])
+    ahead = len(runs) * len(BASELINES) + len(faulted)
+    baselines = {(id(s), c): r for (s, c), r in zip(tasks[:ahead], results, strict=False)}
+    ours_by = iter(results[ahead:])
     print(
         f"{'spread':>6} {'scenario':15} {'seed':>4} {'none':>5} {'slow':>5} {'static':>6} {'slow':>5} "
         f"{'oracle':>6} {'mode':8} {'done':>6} {'vs or':>6} {'slow s':>6} {'p95 x':>6} {'crit':>6} "
-        f"{'dflt':>6}  verdict"
+        f"{'dflt':>6} {'floor':>5}  verdict"
     )
     missed = []
     for scenario in runs:
         none, static, oracle = (baselines[id(scenario), c] for c in BASELINES)
-        met = [_row(scenario, mode, next(ours_by), none=none, static=static, oracle=oracle) for mode in modes]
+        floor = baselines.get((id(scenario), CAUSAL_ORACLE))
+        met = [
+            _row(scenario, mode, next(ours_by), none=none, static=static, oracle=oracle, floor=floor)
+            for mode in modes
+        ]
         missed += [
             ("wide" if scenario.plants == "wide" else f"{scenario.spread:g}", scenario.name, scenario.seed, m)
             for m, ok in zip(modes, met, strict=True)

@@ -85,8 +85,8 @@ SKIPPED: tuple[tuple[str, str], ...] = (
         r"gpuwatch simulate (surge|viral-launch|video-fan) --plot .*",
         "simulation, 40 s to minutes on 2 cores; tests/simulate/test_sim_loop_readme.py checks its table",
     ),
-    (r"\.venv/bin/python bench/targets\.py", "benchmark, 20 minutes (252 simulations)"),
-    (r"\.venv/bin/python bench/targets\.py --plants wide", "benchmark, 25 minutes (126 simulations)"),
+    (r"\.venv/bin/python bench/targets\.py", "benchmark, 24 minutes (264 simulations)"),
+    (r"\.venv/bin/python bench/targets\.py --plants wide", "benchmark, 13 minutes (132 simulations)"),
     (
         r"\.venv/bin/python bench/allowance_plot\.py",
         "benchmark, a minute or two (a 50-minute scenario, drawn)",

@@ -262,6 +262,10 @@ def _waits(
     waits: dict[PriorityClass, float | None] = dict.fromkeys(PriorityClass)
     groups: dict[tuple[float | None, int], list[PriorityClass]] = {}
     for cls in PriorityClass:
+        if slots.of(cls) >= config.max_slots:
+            # max_slots is a cap, not the heat's: the next decision offers slots again.
+            waits[cls] = interval_s
+            continue
         groups.setdefault((plans[cls].seconds, slots.of(cls)), []).append(cls)
     for (duration, started), classes in groups.items():
         guards = {cls: config.guard_c(cls) for cls in classes}

@@ -65,12 +65,23 @@ class TestEnds:
         assert durations.end_at(lease, 100.5) == pytest.approx(100.0 + 9.1)
 
     def test_a_job_that_outlived_most_is_planned_by_the_longer_ones(self):
-        held = (*(float(s) for s in range(1, 11)), 30.0, 40.0)
+        longer = tuple(float(s) for s in range(30, 40))
+        held = (*(float(s) for s in range(1, 11)), *longer)
         durations = planned({PriorityClass.DEFAULT: held}, PolicyConfig())
         lease = Lease(1, 100.0, PriorityClass.DEFAULT, durations.plan(PriorityClass.DEFAULT).seconds, 200.0)
-        # At 9.5 s old it has outlived 1..9 s: it is planned at the 0.9 quantile of 10, 30 and 40 s.
-        assert durations.end_at(lease, 109.5) == pytest.approx(100.0 + quantile((10.0, 30.0, 40.0), 0.9))
+        # At 10.5 s old it has outlived 1..10 s: it is planned at the 0.9 quantile of 30..39 s.
+        assert durations.end_at(lease, 110.5) == pytest.approx(100.0 + quantile(longer, 0.9))
         assert durations.end_at(lease, 141.0) == math.inf  # older than every one: it runs on
+
+    def test_a_tail_of_too_few_held_times_is_not_counted_on(self):
+        # Nine held times longer than its age say little of where a 0.9 quantile lies: about one
+        # job in ten outlives them all. It runs on until released; the median (Retry-After) needs two.
+        held = (*(float(s) for s in range(1, 11)), *(float(s) for s in range(31, 40)))
+        durations = planned({PriorityClass.DEFAULT: held}, PolicyConfig())
+        lease = Lease(1, 100.0, PriorityClass.DEFAULT, durations.plan(PriorityClass.DEFAULT).seconds, 200.0)
+        assert durations.end_at(lease, 110.5) == math.inf
+        assert durations.end_at(lease, 110.5, 0.5) == pytest.approx(100.0 + quantile(held[10:], 0.5))
+        assert durations.end_at(lease, 138.5, 0.5) == math.inf  # older than all but one: 39 s
 
     def test_a_requested_or_configured_end_holds_until_it_passes(self):
         durations = planned({PriorityClass.DEFAULT: (5.0,) * LEARN_AFTER}, PolicyConfig())

@@ -114,6 +114,8 @@ class TestSlots:
     def test_a_gpu_safe_even_at_its_power_limit_gets_the_cap(self):
         room = headroom(outlook(40.0, power_w=650.0, limit_w=700.0))
         assert room.slots.sheddable == PolicyConfig().max_slots
+        # The cap is not the heat's: a class offered it is told to ask again at the next sample.
+        assert dict(room.waits_s)[PriorityClass.SHEDDABLE] == 1.0
 
     def test_reserved_jobs_come_off_the_cap_too(self):
         # The power limit keeps this GPU safe, but no more than max_slots jobs go unseen at once.

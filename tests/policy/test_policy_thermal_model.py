@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -229,6 +230,25 @@ class TestForecast:
         # ~120 s: about 4 + 6 * (1 - e^-0.5) = 6.4 °C.
         assert result.predicted_margin_c == pytest.approx(learner.window[-1].margin_c - 6.4, abs=1.5)
         assert result.sustainable_power_w == 700.0
+
+    def test_a_fit_not_converged_plans_with_what_it_learned_where_that_costs_more(self):
+        # A sink of minutes on a busy GPU: the slow node is not physical yet (alpha < 0), but the
+        # die's 0.04 °C/W jumps showed at every step. Planning with the priors' 0.02 would start
+        # a job that takes twice what they say.
+        window = tuple(Point(float(t), 10.0, 400.0) for t in range(12))
+        learned = dataclasses.replace(start(window[0]), theta=(40.0, -0.001, 0.1, 0.05), rows=50)
+        result = forecast(learned, window, 10.0, Load(400.0, 700.0, 200.0), CONFIG)
+        assert result.basis is Basis.SLOPE
+        assert result.response is not None
+        assert result.response.die_resistance_c_per_w == pytest.approx(0.04)
+        assert result.response.resistance_c_per_w == pytest.approx(0.05 - 0.02 + 0.04)
+        # One that learned a cheaper die, or too little yet, keeps the priors.
+        cheaper = dataclasses.replace(learned, theta=(5.0, -0.001, 0.1, 0.05))
+        young = dataclasses.replace(learned, rows=2)
+        for fit in (cheaper, young):
+            response = forecast(fit, window, 10.0, Load(400.0, 700.0, 200.0), CONFIG).response
+            assert response is not None
+            assert response.die_resistance_c_per_w == pytest.approx(CONFIG.die_share_prior * 0.05)
 
     def test_one_more_job_is_capped_at_the_limit(self):
         assert Load(650.0, 700.0, 200.0).with_one_more_job_w() == 700.0

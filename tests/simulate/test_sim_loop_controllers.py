@@ -165,3 +165,26 @@ class TestLeasesInTheLoop:
             assert released == 0
             assert expired + book.open == result.completed
             assert made[0].decisions[0].job_plan(PriorityClass.DEFAULT)[1] == "unknown"
+
+
+class TestCausalOracle:
+    """The oracle told of a fault only when it comes: the floor of slowdown for controllers blind to it."""
+
+    @pytest.mark.parametrize(("name", "starts"), [("oracle", False), ("oracle-causal", True)])
+    def test_only_the_oracle_sees_a_fan_failing_ahead(self, name, starts):
+        # A hot H100 whose air goes from 35 to 60 °C in a minute as its fan fails (9x the sink's
+        # resistance to the air): a ten-minute job started now crosses the limit before it ends.
+        alone = HOT_TOML.replace('gpus = "2xH100"', 'gpus = "1xH100"')
+        failing = alone + "\n[[events]]\nat_s = 60\ninlet_c = 60.0\ncooling_factor = 9.0\n"
+        scenario = parse_scenario(failing)
+        cluster = Cluster(scenario)
+        controller = make_controller(name, scenario, cluster, tick_s=0.5)
+        decision = controller.decide(Job(0, 0.0, 600.0, 900.0), 0.0)
+        assert isinstance(decision, Start) is starts
+        # With no fault to come, both start it.
+        calm = parse_scenario(alone)
+        calm_cluster = Cluster(calm)
+        assert isinstance(
+            make_controller(name, calm, calm_cluster, tick_s=0.5).decide(Job(0, 0.0, 600.0, 900.0), 0.0),
+            Start,
+        )

@@ -19,7 +19,7 @@ from gpuwatch.policy.model.calibration import (
 )
 from gpuwatch.policy.model.history import Point, margin_slope
 from gpuwatch.policy.model.learning import Learned, Load
-from gpuwatch.policy.model.thermal_model import RcFit, RcParameters
+from gpuwatch.policy.model.thermal_model import MIN_ROWS, RESISTANCE_RANGE_C_PER_W, RcFit, RcParameters
 from gpuwatch.policy.model.trajectory import Measured
 
 # The model tracks the true margin (dequantise.py undoes the whole-degree rounding), and the
@@ -125,7 +125,7 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
     headroom_w = None
     if load.power_limit_w is not None and load.power_w is not None:
         headroom_w = max(0.0, load.power_limit_w - load.power_w)
-    response = params or prior_parameters(margin_c, load, config)
+    response = params or _costlier(prior_parameters(margin_c, load, config), fit, offsets, load.power_w)
     return dataclasses.replace(
         base,
         offsets_s=offsets,
@@ -136,6 +136,42 @@ def forecast(  # noqa: PLR0913 - the stages' outputs this one combines
         margin_at=margin_at,
         path_from=path_from,
     )
+
+
+def _costlier(
+    prior: RcParameters, fit: RcFit | None, offsets_s: tuple[float, ...], power_w: float | None
+) -> RcParameters:
+    """The priors, or the fit's own parameters where a job costs more by them somewhere on the horizon.
+
+    A fit that has learned from enough readings but stopped reproducing them (a fan speeding up
+    as the sink warms is not one RC plant) is not trusted to say what a job costs; but where it
+    has learned that jobs cost more than the priors say, planning with the priors would start
+    work its board cannot take. One still learning (fewer than MIN_ROWS) plans with the priors.
+    Measured on the wide family of plants: a fan-curve board whose fit lapsed for a sample was
+    offered a slot at 7 °C of margin by the priors' half resistance; the job took 6.5 °C at once.
+    A fit whose slow node is not physical yet still knows its die (the jumps at every power
+    step): a board with a 0.4 s die and a 280 s sink, busy for 450 readings, was offered a third
+    job at 5 °C of margin by the priors' die, and the job took 4.8 °C at once.
+    """
+    if fit is None or fit.rows < MIN_ROWS:
+        return prior
+    learned = fit.parameters
+    if learned is None:
+        # The slow node is not fitted yet (a sink of minutes on a busy GPU), the die is.
+        die = min(fit.die_resistance_c_per_w, RESISTANCE_RANGE_C_PER_W[1])
+        slow = prior.resistance_c_per_w - prior.die_resistance_c_per_w
+        learned = dataclasses.replace(
+            prior,
+            resistance_c_per_w=slow + die,
+            # settled now, as the priors are placed
+            zero_power_margin_c=prior.zero_power_margin_c
+            + (die - prior.die_resistance_c_per_w) * (power_w or 0.0),
+            die_resistance_c_per_w=die,
+        )
+    costs_more = any(
+        learned.step_response_c_per_w(h) > prior.step_response_c_per_w(h) for h in offsets_s if h > 0
+    )
+    return learned if costs_more else prior
 
 
 def step_costs(response: RcParameters, offsets_s: tuple[float, ...]) -> tuple[float, ...]:

@@ -383,6 +383,15 @@ class RcFit:
         )
 
     @property
+    def die_resistance_c_per_w(self) -> float:
+        """The die's share of R as fitted, °C/W, even while the slow node is not physical.
+
+        The die's answer to a power step shows within a reading; a sink of minutes on a GPU
+        that stays busy may not settle enough to be fitted for a long time.
+        """
+        return max(self.theta[0] / KW, 0.0)
+
+    @property
     def lagged_power_w(self) -> float:
         """The die's lagged power at the last reading, W."""
         return self.nodes[-1].lagged_power_w
