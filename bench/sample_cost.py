@@ -137,7 +137,11 @@ def policy_costs() -> tuple[list[float], list[float]]:
     """µs per sample of 8 GPUs: the model stage alone, and the whole Policy.update, on a replayed sim."""
     from gpuwatch.policy.config import PolicyConfig  # noqa: PLC0415
     from gpuwatch.policy.engine import Policy  # noqa: PLC0415
-    from gpuwatch.policy.model.learning import MarginModel  # noqa: PLC0415
+
+    try:
+        from gpuwatch.policy.model.learning import MarginModel  # noqa: PLC0415
+    except ModuleNotFoundError:  # a checkout from before the model had a package (b8d8d61), for --beside
+        from gpuwatch.policy.learning import MarginModel  # noqa: PLC0415
     from gpuwatch.sources.clock import ManualClock  # noqa: PLC0415 - the child's own imports, after NVML
     from gpuwatch.sources.model import SampleHealth, Snapshot  # noqa: PLC0415
     from gpuwatch.sources.sim import SimSource  # noqa: PLC0415
