@@ -18,7 +18,7 @@ CAUSAL_ORACLE = "oracle-causal"
 
 
 def make_controller(name: str, scenario: Scenario, cluster: Cluster, *, tick_s: float) -> Controller:
-    """The controller called `name` (one of CONTROLLERS) for a fresh cluster."""
+    """The controller called `name` (one of CONTROLLERS, or CAUSAL_ORACLE) for a fresh cluster."""
     if name == "none":
         return NoneController(cluster)
     if name == "static":
