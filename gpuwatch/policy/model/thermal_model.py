@@ -367,7 +367,7 @@ class RcFit:
     @property
     def parameters(self) -> RcParameters | None:
         """The fitted tau, R, M0 and R_f, or None while they are not physical."""
-        die, alpha, beta, gamma = self.theta
+        _, alpha, beta, gamma = self.theta
         if alpha <= 0:
             return None
         tau_s, resistance = 1.0 / alpha, beta / alpha / KW
@@ -379,7 +379,7 @@ class RcFit:
             tau_s=tau_s,
             resistance_c_per_w=resistance,
             zero_power_margin_c=gamma / alpha,
-            die_resistance_c_per_w=min(max(die / KW, 0.0), resistance),
+            die_resistance_c_per_w=min(self.die_resistance_c_per_w, resistance),
         )
 
     @property
