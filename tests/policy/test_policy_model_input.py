@@ -96,6 +96,18 @@ class TestTrajectory:
         assert path is not None
         assert path.time_to_c(299.0, 0.0) is None
 
+    def test_crossings_from_most_of_an_hour_ago_fit_without_overflow(self):
+        # exp(age / tau) of a crossing 3000 s old at the grid's 4 s is past a float's range.
+        steady, tau = 10.0, 1000.0
+        crossings = tuple(
+            (-tau * math.log((level - steady) / 10.0), level) for level in (19.0, 18.0, 17.0, 16.0, 15.0)
+        )
+        now = 3000.0
+        path = fit(crossings, -math.inf, now, tau_prior_s=120.0)
+        assert path is not None
+        assert path.tau_s == pytest.approx(tau, rel=0.05)
+        assert path.margin_c(now) == pytest.approx(steady + 10.0 * math.exp(-now / tau), abs=0.3)
+
     def test_too_few_crossings_fit_nothing(self):
         assert fit(((0.0, 10.0), (5.0, 9.0)), -math.inf, 6.0, tau_prior_s=120.0) is None
 

@@ -181,6 +181,7 @@ class _Line:
 
     def __init__(self, points: Sequence[tuple[float, float]], weights: Sequence[float], now: float) -> None:
         self.ages = [now - at for at, _ in points]
+        self.oldest = max(self.ages)
         self.weights = weights
         self.total = sum(weights)
         self.mean_y = sum([w * c for w, (_, c) in zip(weights, points, strict=True)]) / self.total
@@ -188,8 +189,13 @@ class _Line:
         self.syy = sum([w * y * y for w, y in zip(weights, self.centred, strict=True)])
 
     def fit(self, tau_s: float) -> tuple[float, float, float] | None:
-        """(weighted sum of squares, steady, amplitude) at `tau_s`; None where x does not vary."""
-        xs = [math.exp(age / tau_s) for age in self.ages]
+        """(weighted sum of squares, steady, amplitude) at `tau_s`; None where x does not vary.
+
+        x is fitted over its value at the oldest crossing, between 0 and 1: exp(age / tau) of a
+        crossing 50 minutes old at the grid's 4 s would overflow a float.
+        """
+        oldest = self.oldest
+        xs = [math.exp((age - oldest) / tau_s) for age in self.ages]
         weights = self.weights
         mean_x = sum([w * x for w, x in zip(weights, xs, strict=True)]) / self.total
         dxs = [x - mean_x for x in xs]
@@ -198,4 +204,5 @@ class _Line:
             return None
         sxy = sum([w * d * y for w, d, y in zip(weights, dxs, self.centred, strict=True)])
         amplitude = sxy / sxx
-        return max(0.0, self.syy - sxy * sxy / sxx), self.mean_y - amplitude * mean_x, amplitude
+        steady = self.mean_y - amplitude * mean_x
+        return max(0.0, self.syy - sxy * sxy / sxx), steady, amplitude * math.exp(-oldest / tau_s)
