@@ -1,12 +1,13 @@
 """The GPU's thermal model, behind one face: `step`, which the forecast stage calls once per sample.
 
 Inside, each module one job: which readings the model can use (screen.py), whole degrees undone
-(dequantise.py), the RC fit (thermal_model.py, on linear.py's least squares), the trajectory
-through the latest crossings (trajectory.py), the power a job adds (job_power.py), the model's
-memory and what one reading teaches it (learning.py, history.py), the forecast made from it
-(prediction.py), the allowance for its own recent errors (calibration.py), and the power
-schedule of the leased jobs that the slots are counted on (schedule.py). The stages outside
-read only what this face exports, so the inside can change without touching them.
+(dequantise.py; a noisy sensor's readings averaged in bins, smoothing.py), the RC fit
+(thermal_model.py, on linear.py's least squares), the trajectory through the latest crossings
+(trajectory.py), the power a job adds (job_power.py), the model's memory and what one reading
+teaches it (learning.py, history.py), the forecast made from it (prediction.py), the allowance
+for its own recent errors (calibration.py), and the power schedule of the leased jobs that the
+slots are counted on (schedule.py). The stages outside read only what this face exports, so the
+inside can change without touching them.
 """
 
 from gpuwatch.policy.leases import LeaseMemory, Ledger

@@ -7,6 +7,15 @@ crossed r_new; upwards, it crossed r_old). Those crossings are noise-free points
 curve, good to half a sampling interval in time. Between them the estimate runs on along the
 line through the last two crossings, held inside the interval the current reading allows.
 
+A sensor that reads with noise breaks the premise: the reading flickers between two degrees
+while the margin holds still. A flicker is a reading back at the one before the last, a degree
+away, at constant power; a smooth margin read every second all but never does that (it would
+have to turn within a hair of a boundary). Once they come often (FLICKER_NOISY, a count that
+decays by FLICKER_DECAY a reading), the sensor is taken to be noisy for good: the readings are
+averaged in bins (smoothing.py), the bins stand in for the crossings, the estimate is the line
+through the latest of them (learning.py places it on the trajectory through the bins while the
+readings agree with it), and it may leave the reading's degree by the noise.
+
 A reading that is not a whole number (a replayed CSV with decimals) is taken as it stands.
 The estimate is what the model learns from and forecasts from; states and thresholds keep the
 reading itself (DESIGN §2: the margin as the driver defines it).
@@ -17,10 +26,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gpuwatch.policy.model.smoothing import Smoother
+
 # A crossing older than this many seconds no longer sets the slope the estimate runs on with:
 # a margin that has held one reading for long is treated as flat within it.
 STALE_CROSSING_S = 600.0
 KEEP_CROSSINGS = 16  # the trajectory fit (trajectory.py) reads this many
+# A flicker adds 1 to a count that decays by this factor a reading: about the last 50 readings'.
+FLICKER_DECAY = 0.98
+# Recent flickers that make a sensor noisy: one may be a margin turning at a boundary; three
+# within 13 readings, or one reading in twenty for minutes (0.05 / (1 - 0.98)), are not.
+FLICKER_NOISY = 2.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +47,10 @@ class Dequantiser:
     last_reading_c: float | None = None
     crossings: tuple[tuple[float, float], ...] = ()
     latest_change: int = 0  # crossings the latest changing reading added
+    before_last_c: float | None = None  # the reading before the last: a flicker goes back to it
+    flickers: float = 0.0  # recent flickers, decaying
+    smoother: Smoother | None = None  # the readings in bins, from the first flicker on
+    noisy: bool = False  # flickers came often: the estimate comes from the bins
 
     def observe(self, at: float, reading_c: float, *, stepped: bool = False) -> tuple[Dequantiser, float]:
         """The dequantiser after one reading, and its estimate of the true margin at `at`, °C.
@@ -40,8 +60,19 @@ class Dequantiser:
         the reading's degree (its middle is the estimate), and the drift is read afresh.
         """
         whole = reading_c == math.floor(reading_c)
-        if not whole or self.last_at is None or self.last_reading_c is None or stepped:
+        if not whole or self.last_at is None or self.last_reading_c is None:
             return Dequantiser(at, reading_c, ()), reading_c - 0.5 if whole else reading_c
+        flickers = self.flickers * FLICKER_DECAY if self.flickers else 0.0
+        if reading_c == self.before_last_c and not stepped and abs(reading_c - self.last_reading_c) == 1.0:
+            flickers += 1.0
+        smoother = self.smoother
+        if smoother is not None or flickers >= 1.0:
+            smoother = (smoother or Smoother()).observe(at, reading_c, stepped=stepped)
+            if self.noisy or flickers >= FLICKER_NOISY:
+                return self._smoothed(at, reading_c, flickers, smoother)
+        if stepped:
+            restart = Dequantiser(at, reading_c, (), 0, None, flickers, smoother)
+            return restart, reading_c - 0.5
         crossings, latest_change = self.crossings, self.latest_change
         change = reading_c - self.last_reading_c
         if change:
@@ -56,8 +87,34 @@ class Dequantiser:
                 crossed = (self.last_at + fraction * (at - self.last_at), boundary)
                 crossings = (*crossings[-(KEEP_CROSSINGS - 1) :], crossed)
             latest_change = min(steps, KEEP_CROSSINGS)
-        state = Dequantiser(at, reading_c, crossings, latest_change)
+        state = Dequantiser(at, reading_c, crossings, latest_change, self.last_reading_c, flickers, smoother)
         return state, state.estimate_c(at, reading_c)
+
+    def _smoothed(
+        self, at: float, reading_c: float, flickers: float, smoother: Smoother
+    ) -> tuple[Dequantiser, float]:
+        """A noisy sensor's state: the bins as the crossings, the estimate from the line through them."""
+        crossings = smoother.points()
+        state = Dequantiser(at, reading_c, crossings, 0, self.last_reading_c, flickers, smoother, noisy=True)
+        found = smoother.estimate(at)
+        if found is None:
+            return state, reading_c - 0.5
+        band_c = smoother.noise_band_c
+        return state, min(reading_c + band_c, max(reading_c - 1.0 - band_c, found[0]))
+
+    @property
+    def noise_band_c(self) -> float:
+        """How far the true margin may lie outside the reading's degree, °C: 0 unless noisy."""
+        if not self.noisy or self.smoother is None:
+            return 0.0
+        return self.smoother.noise_band_c
+
+    @property
+    def point_sds(self) -> tuple[float, ...] | None:
+        """Each crossing's error beyond its timing, °C: the bins' when noisy; None: exact crossings."""
+        if not self.noisy or self.smoother is None:
+            return None
+        return self.smoother.point_sds()
 
     def rate_c_per_s(self, at: float) -> float | None:
         """The margin's rate from the last crossing an earlier reading showed to the last one, °C/s.
@@ -65,8 +122,11 @@ class Dequantiser:
         Crossings within one sampling interval are spread evenly by assumption, so a jump of
         several degrees between two readings says how far the margin moved, not how fast it
         moves now: the rate reaches back to the change before it. None: no earlier crossing,
-        or a stale one.
+        or a stale one. A noisy sensor's: the line's through the latest bins.
         """
+        if self.noisy and self.smoother is not None and self.last_at is not None:
+            found = self.smoother.estimate(self.last_at)
+            return None if found is None else found[1]
         anchor = len(self.crossings) - 1 - self.latest_change
         if anchor < 0:
             return None
@@ -82,8 +142,8 @@ class Dequantiser:
         so once the next crossing is overdue the rate is at most a degree over the wait.
         """
         rate = self.rate_c_per_s(at)
-        if rate is None:
-            return None
+        if rate is None or self.noisy:
+            return rate
         waited_s = at - self.crossings[-1][0]
         return rate if waited_s <= 0 else math.copysign(min(abs(rate), 1.0 / waited_s), rate)
 

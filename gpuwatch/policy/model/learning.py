@@ -121,7 +121,7 @@ class MarginModel:
 
         Within seconds of a power step the die's own jump dominates the rate; the model knows it.
         """
-        path = still_holds(self.trajectory, at, margin_c)
+        path = still_holds(self.trajectory, at, margin_c, self.dequantiser.noise_band_c)
         changed_at = self.power_changed_at
         settled = changed_at is None or at - changed_at >= SETTLE_AFTER_STEP_S
         rate = self.dequantiser.rate_now_c_per_s(at) if settled else None
@@ -137,6 +137,11 @@ class MarginModel:
         power_w = held_power_w(previous_w, reading.power_w, reading.power_limit_w)
         stepped = previous_w is not None and power_w is not None and power_w != previous_w
         dequantiser, estimate_c = self.dequantiser.observe(at, margin_c, stepped=stepped)
+        if dequantiser.noisy and not stepped:
+            # A noisy sensor's margin now: the trajectory through the bins, while the readings
+            # agree with it, places it better than a line through the last few bins does.
+            held = still_holds(self.trajectory, at, margin_c, dequantiser.noise_band_c)
+            estimate_c = estimate_c if held is None else held.margin_c(at)
         clocks_free = not (reading.clock_event_reasons or 0) & _HELD_CLOCKS
         job_power = self.job_power
         if previous_w is not None and power_w is not None:
@@ -150,7 +155,7 @@ class MarginModel:
             params = fit.parameters if fit else None
             tau_prior_s = params.tau_s if params is not None else config.tau_prior_s
             since = (at if changed_at is None else changed_at) + SETTLE_AFTER_STEP_S
-            path = fit_trajectory(dequantiser.crossings, since, at, tau_prior_s)
+            path = fit_trajectory(dequantiser.crossings, since, at, tau_prior_s, dequantiser.point_sds)
         return MarginModel(
             window=appended(self.window, point, max(config.slope_max_samples, config.slope_min_samples)),
             dequantiser=dequantiser,

@@ -83,8 +83,12 @@ class Trajectory:
         return self.tau_s * math.log((now_c - self.steady_c) / (target_c - self.steady_c))
 
 
-def still_holds(path: Trajectory | None, at: float, reading_c: float) -> Trajectory | None:
+def still_holds(
+    path: Trajectory | None, at: float, reading_c: float, noise_band_c: float = 0.0
+) -> Trajectory | None:
     """`path` while the reading at `at` agrees with it (within its whole degree), else None.
+
+    A noisy sensor's reading may lie `noise_band_c` either side of the margin's degree.
 
     A trajectory is fitted when a crossing comes and extrapolated until the next: once the
     readings leave it behind (the margin levelled off, or fell faster), it no longer says
@@ -93,7 +97,8 @@ def still_holds(path: Trajectory | None, at: float, reading_c: float) -> Traject
     if path is None:
         return None
     margin_c = path.margin_c(at)
-    return path if reading_c - 1.0 - AGREE_C <= margin_c <= reading_c + AGREE_C else None
+    band_c = AGREE_C + noise_band_c
+    return path if reading_c - 1.0 - band_c <= margin_c <= reading_c + band_c else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +121,44 @@ class Measured:
 
 
 def fit(
-    crossings: Sequence[tuple[float, float]], since: float, now: float, tau_prior_s: float
+    crossings: Sequence[tuple[float, float]],
+    since: float,
+    now: float,
+    tau_prior_s: float,
+    margin_sds: Sequence[float] | None = None,
 ) -> Trajectory | None:
     """The exponential through the crossings after `since`, or None when they are too few or it fits badly.
 
     Each crossing is weighted by how well it is placed: its time is good to half a sampling
     interval, so its margin to that times the local rate. Few crossings over a short span say
     little about the curvature; a weak pull of log tau towards `tau_prior_s` (the model's) then
-    keeps the time constant sensible, and more crossings outweigh it.
+    keeps the time constant sensible, and more crossings outweigh it. `margin_sds`: each
+    crossing's own error beyond its timing (a noisy sensor's bins, smoothing.py), °C.
+
+    A noisy sensor's bins also come where the margin stood still (a crossing needs it to move),
+    so a change with no power step (the inlet air warming) leaves flat points before a fall that
+    no one exponential passes through: where the fit fails, it is tried on the later half of
+    the points, and so on while there are enough.
     """
-    points = [(at, c) for at, c in crossings if at > since]
+    if margin_sds is None:
+        return _fit_points([(at, c) for at, c in crossings if at > since], None, now, tau_prior_s)
+    kept = [i for i, (at, _) in enumerate(crossings) if at > since]
+    points = [crossings[i] for i in kept]
+    extra = [margin_sds[i] for i in kept]
+    found = _fit_points(points, extra, now, tau_prior_s)
+    while found is None and len(points) >= 2 * MIN_CROSSINGS:
+        half = len(points) // 2
+        points, extra = points[half:], extra[half:]
+        found = _fit_points(points, extra, now, tau_prior_s)
+    return found
+
+
+def _fit_points(
+    points: Sequence[tuple[float, float]], extra: Sequence[float] | None, now: float, tau_prior_s: float
+) -> Trajectory | None:
     if len(points) < MIN_CROSSINGS or points[-1][0] - points[0][0] < MIN_SPAN_S:
         return None
-    line = _Line(points, _weights(points), now)
+    line = _Line(points, _weights(points, extra), now)
     prior = math.log(tau_prior_s)
 
     def cost(log_tau: float) -> tuple[float, float, float] | None:
@@ -165,13 +195,18 @@ def fit(
     return Trajectory(now, found[1], found[2], tau_s)
 
 
-def _weights(points: Sequence[tuple[float, float]]) -> list[float]:
-    """1/variance of each crossing's margin: timing error (±half a sample) times the local rate."""
+def _weights(points: Sequence[tuple[float, float]], margin_sds: Sequence[float] | None) -> list[float]:
+    """1/variance of each crossing's margin: timing error (±half a sample) times the local rate.
+
+    `margin_sds`: each point's own error besides (None: exact crossings).
+    """
     weights = []
     for i in range(len(points)):
         left, right = points[max(0, i - 1)], points[min(len(points) - 1, i + 1)]
         rate = abs(right[1] - left[1]) / (right[0] - left[0]) if right[0] > left[0] else 0.0
         sd = math.hypot(CROSSING_FLOOR_C, TIMING_SD_S * rate)
+        if margin_sds is not None:
+            sd = math.hypot(sd, margin_sds[i])
         weights.append(sd**-2)
     return weights
 
